@@ -1,0 +1,112 @@
+"""Settings, read once at start from ATHENA_* environment variables or a TOML file.
+
+Invalid values fail at start with pydantic's message, naming the variable, rather than on the first turn.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, PositiveFloat, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+STORE_SCHEMES = ("sqlite", "redis", "rediss", "memory")
+
+
+class DevicePolicy(BaseModel):
+    """Per-device overrides; unset fields fall back to the global values."""
+
+    timeout: PositiveFloat | None = None
+    max_age: PositiveFloat | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ATHENA_", extra="ignore")
+
+    # Where the SQLite file and a generated API token live.
+    data_dir: Path = Path("data")
+
+    # Sessions.
+    store_url: str = ""  # empty: sqlite:///<data_dir>/athena.db
+    session_timeout: PositiveFloat = 300.0
+    session_max_age: PositiveFloat = 86_400.0
+    cleanup_interval: PositiveFloat = 60.0
+    # Overrides keyed by device id or device name, e.g. {"kitchen": {"timeout": 600}}.
+    devices: dict[str, DevicePolicy] = Field(default_factory=dict)
+    history_max_messages: int = Field(200, ge=2)  # stored per session; oldest dropped beyond this
+    history_context_messages: int = Field(20, ge=0)  # sent to the LLM
+    history_token_budget: int = Field(3000, ge=0)  # rough tokens (chars/4) of history sent to the LLM
+
+    # HTTP API.
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_token: SecretStr | None = None
+    max_body_bytes: int = Field(65_536, ge=1024)
+    max_text_chars: int = Field(2_000, ge=1)
+
+    # LLM backend.
+    llm_api: Literal["openai", "ollama"] = "openai"
+    llm_url: str = "http://127.0.0.1:11434/v1"
+    llm_model: str = "llama3.2"
+    llm_api_key: SecretStr | None = None
+    llm_timeout: PositiveFloat = 30.0  # a whole answer
+    llm_connect_timeout: PositiveFloat = 5.0
+    llm_first_token_timeout: PositiveFloat = 15.0
+    llm_keep_alive: str | None = None  # Ollama's keep_alive, e.g. "30m"
+    llm_fallback_api: Literal["openai", "ollama"] | None = None
+    llm_fallback_url: str | None = None
+    llm_fallback_model: str | None = None
+    llm_fallback_api_key: SecretStr | None = None
+    system_prompt: str | None = None  # replaces the built-in prompt
+
+    # Home Assistant (local intents); both unset: the local path is off.
+    ha_url: str | None = None
+    ha_token: SecretStr | None = None
+    ha_registry_refresh: PositiveFloat = 300.0
+
+    # Logs.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    @field_validator("store_url")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        if v and v.split(":", 1)[0] not in STORE_SCHEMES:
+            raise ValueError(f"unknown store scheme in {v!r}; use sqlite:///path, redis://host:port/db or memory://")
+        return v
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        if not self.store_url:
+            self.store_url = f"sqlite:///{self.data_dir / 'athena.db'}"
+        if (self.ha_url is None) != (self.ha_token is None):
+            raise ValueError("set both ATHENA_HA_URL and ATHENA_HA_TOKEN, or neither")
+        if self.llm_fallback_url and not self.llm_fallback_model:
+            self.llm_fallback_model = self.llm_model
+        return self
+
+    @property
+    def local_intents(self) -> bool:
+        return self.ha_url is not None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the file named by ATHENA_CONFIG_FILE (TOML, same names without the prefix).
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path := os.environ.get("ATHENA_CONFIG_FILE"):
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)

@@ -1,0 +1,66 @@
+"""Logging and metrics set-up shared by every concern. Metric names are part of the operator's contract."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+from prometheus_client import Counter, Gauge, Histogram
+
+# Sessions.
+SESSIONS_ACTIVE = Gauge("athena_sessions_active", "Sessions alive at the last sweep or change")
+SESSIONS_CREATED = Counter("athena_sessions_created_total", "Sessions started")
+SESSIONS_ENDED = Counter("athena_sessions_ended_total", "Sessions ended", ["reason"])  # timeout|max_age|cleared
+SWEEP_SECONDS = Histogram("athena_sweep_duration_seconds", "Background sweep duration")
+
+# HTTP and turns.
+REQUESTS = Counter("athena_http_requests_total", "HTTP requests", ["endpoint", "status"])
+REQUEST_SECONDS = Histogram(
+    "athena_http_request_duration_seconds",
+    "HTTP request duration",
+    ["endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+ANSWERS = Counter("athena_answers_total", "Turns answered, by path", ["path"])  # llm|local|reset|error
+LLM_SECONDS = Histogram(
+    "athena_llm_duration_seconds",
+    "LLM answer time",
+    ["backend"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
+)
+LLM_FIRST_TOKEN_SECONDS = Histogram(
+    "athena_llm_first_token_seconds",
+    "LLM time to first token",
+    ["backend"],
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15),
+)
+LOCAL_SECONDS = Histogram(
+    "athena_local_intent_duration_seconds",
+    "Local intent turn time (recognition plus Home Assistant's execution)",
+    buckets=(0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+
+
+def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
+    """structlog over stdlib logging, so uvicorn's and libraries' records share one format."""
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer = (
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
