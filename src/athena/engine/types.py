@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from athena.sessions.models import Message, Session
 
 ResponseType = Literal["action_done", "query_answer", "error"]
 ErrorCode = Literal["no_intent_match", "no_valid_targets", "failed_to_handle", "unknown"]
 Path = Literal["llm", "local", "reset", "error"]
+Failure = Literal["llm_timeout", "llm_error", "store", "internal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,8 @@ class Turn:
     system_prompt: str | None = None  # an OpenAI client's own system message
     new_session: bool = False
     prior: Sequence[Message] = ()  # turns answered elsewhere (HA's local intents) to add to the history first
+    conversation_id: str | None = None  # when device is None: a known session id continues that session
+    llm_options: Mapping[str, Any] = field(default_factory=dict)  # a client's temperature, max_tokens, ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,7 @@ class Reply:
     success: Sequence[Target] = ()
     failed: Sequence[Target] = ()
     continue_conversation: bool = False
+    failure: Failure | None = None  # why an error reply failed, so each wire format can map it (HTTP status)
 
 
 @dataclass(frozen=True, slots=True)

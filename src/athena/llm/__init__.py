@@ -1,0 +1,110 @@
+"""LLM backends: OpenAI-compatible ``/v1/chat/completions`` and Ollama's native ``/api/chat``.
+
+Use::
+
+    llm = create_backend(settings)      # an LLMBackend; wrapped in FallbackBackend when a fallback URL is set
+    await llm.open()                    # one shared aiohttp session per backend (app lifespan)
+    text = await llm.chat(messages, temperature=0.2)      # options go into the request body
+    async for delta in llm.stream(messages): ...          # text deltas only, never empty strings
+    await llm.close()
+
+Errors: ``LLMTimeout`` past ``llm_connect_timeout`` (connecting), ``llm_first_token_timeout`` (streams: no
+text yet) or ``llm_timeout`` (the whole answer); ``LLMError`` for everything else, with a short message fit
+for a log line (no user text in it). ``LLMHTTPError`` (an LLMError) has the upstream ``status`` and ``body``.
+Streams raise the same errors mid-stream.
+
+The stateless OpenAI relay (for the gateway's ``POST /v1/chat/completions``), on every backend:
+
+- ``await llm.relay(body) -> Relayed(body: bytes, text: str)``: ``body`` is a client's OpenAI request (a
+  dict; ``model`` filled in with the backend's when missing, ``stream`` forced false). ``Relayed.body`` is a
+  complete OpenAI ``chat.completion`` JSON document to send with ``Content-Type: application/json``: the
+  upstream's own bytes on the OpenAI backend, a converted answer on the Ollama one. ``text`` is the assistant
+  text ("" when the answer is only tool calls).
+- ``llm.relay_stream(body) -> AsyncIterator[RelayChunk(event: bytes, text: str)]``: each ``event`` is one
+  complete server-sent event (``b"data: {...}\\n\\n"``) to write as is under ``Content-Type:
+  text/event-stream``; the last one is ``b"data: [DONE]\\n\\n"``. ``text`` is that event's text delta ("" for
+  role/finish/usage events).
+  Upstream errors before or during the stream raise LLMError/LLMTimeout; on LLMHTTPError the relay may answer
+  with ``exc.status`` (4xx) and ``exc.body`` if nothing was sent yet.
+- With a fallback configured, ``relay`` and ``relay_stream`` fall back like ``chat`` and ``stream``.
+
+Metrics (observability.py): ``LLM_SECONDS{backend}`` per complete answer, ``LLM_FIRST_TOKEN_SECONDS{backend}``
+per stream; a fallback backend is labelled ``<api>-fallback``.
+"""
+
+from __future__ import annotations
+
+from athena.config import Settings
+from athena.llm.base import ChatMessage, LLMBackend, LLMError, LLMHTTPError, LLMTimeout, RelayChunk, Relayed
+from athena.llm.fallback import FallbackBackend
+from athena.llm.http import Timeouts
+from athena.llm.ollama import OllamaBackend
+from athena.llm.openai import OpenAIBackend
+
+__all__ = [
+    "ChatMessage",
+    "FallbackBackend",
+    "LLMBackend",
+    "LLMError",
+    "LLMHTTPError",
+    "LLMTimeout",
+    "OllamaBackend",
+    "OpenAIBackend",
+    "RelayChunk",
+    "Relayed",
+    "Timeouts",
+    "create_backend",
+    "make_backend",
+]
+
+
+def make_backend(
+    api: str,
+    url: str,
+    model: str,
+    *,
+    api_key: str | None = None,
+    timeouts: Timeouts | None = None,
+    keep_alive: str | None = None,
+    name: str | None = None,
+) -> OpenAIBackend | OllamaBackend:
+    """One backend of the given wire format ("openai" or "ollama")."""
+    if api == "openai":
+        return OpenAIBackend(url, model, api_key=api_key, timeouts=timeouts, name=name or api)
+    if api == "ollama":
+        return OllamaBackend(
+            url, model, api_key=api_key, timeouts=timeouts, keep_alive=keep_alive, name=name or api
+        )
+    raise ValueError(f"unknown LLM API {api!r}; use 'openai' or 'ollama'")
+
+
+def create_backend(settings: Settings) -> LLMBackend:
+    """The configured backend, wrapped with the fallback when ``llm_fallback_url`` is set. Not yet opened."""
+    timeouts = Timeouts(
+        connect=settings.llm_connect_timeout,
+        first_token=settings.llm_first_token_timeout,
+        total=settings.llm_timeout,
+    )
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    primary = make_backend(
+        settings.llm_api,
+        settings.llm_url,
+        settings.llm_model,
+        api_key=key,
+        timeouts=timeouts,
+        keep_alive=settings.llm_keep_alive,
+    )
+    if not settings.llm_fallback_url:
+        return primary
+    api = settings.llm_fallback_api or settings.llm_api
+    fallback_key = settings.llm_fallback_api_key.get_secret_value() if settings.llm_fallback_api_key else None
+    fallback = make_backend(
+        api,
+        settings.llm_fallback_url,
+        settings.llm_fallback_model or settings.llm_model,
+        api_key=fallback_key,
+        timeouts=timeouts,
+        keep_alive=settings.llm_keep_alive,
+        name=f"{api}-fallback",
+    )
+    return FallbackBackend(primary, fallback)

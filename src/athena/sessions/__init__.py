@@ -1,0 +1,1 @@
+"""Device sessions: the records (models) and the policy that manages them (manager)."""

@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
 
-# Device keys come from the network (HA device ids, satellite entity ids, conversation ids, names typed by a person):
-# bound them before they become store keys.
+# Device keys come from the network (HA device ids, satellite entity ids, conversation ids, names typed by a
+# person): bound them before they become store keys.
 DEVICE_ID_MAX = 128
 _DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]*")
 
@@ -52,3 +52,8 @@ class Message:
     content: str
     ts: float
     meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+def expiry(created_at: float, last_activity: float, timeout: float, max_age: float) -> float:
+    """When a session ends: after `timeout` idle seconds or at `max_age`, whichever comes first."""
+    return min(last_activity + timeout, created_at + max_age)

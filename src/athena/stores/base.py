@@ -1,7 +1,8 @@
+# ruff: noqa: ASYNC109  (`timeout` is a session's idle limit here, not an I/O deadline)
 """The one interface every session store implements.
 
-Stores keep records and make each operation atomic (also across processes sharing a file or a Redis). They hold
-no policy: the session manager passes in the clock reading and the timeout and max age to apply.
+Stores keep records and make each operation atomic (also across processes sharing a file or a Redis). They
+hold no policy: the session manager passes in the clock reading and the timeout and max age to apply.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ class StoreError(Exception):
 
 
 class SessionGone(StoreError):
-    """The session was replaced or cleared while a turn was running (e.g. "start over" from another request)."""
+    """The session was replaced or cleared while a turn was running (e.g. "start over" from elsewhere)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +38,9 @@ class Store(Protocol):
     async def acquire(
         self, device: str, now: float, timeout: float, max_age: float, new_id: str, force_new: bool = False
     ) -> Acquired:
-        """Atomically: return the device's live session (touched: last_activity=now) or replace it with a new one
-        whose id is `new_id`. A session is live while now < expires_at. Deletes the retired session's history."""
+        """Atomically: return the device's live session (touched: last_activity=now) or replace it with a new
+        one whose id is `new_id`. A session is live while now < expires_at. Deletes the retired one's
+        history."""
 
     async def get(self, device: str) -> Session | None:
         """The device's stored session, live or not (the manager decides)."""
@@ -46,12 +48,21 @@ class Store(Protocol):
     async def get_by_id(self, session_id: str) -> Session | None: ...
 
     async def append(
-        self, session_id: str, messages: Sequence[Message], now: float, timeout: float, max_age: float, cap: int
+        self,
+        session_id: str,
+        messages: Sequence[Message],
+        now: float,
+        timeout: float,
+        max_age: float,
+        cap: int,
+        *,
+        device: str | None = None,
     ) -> Session:
-        """Atomically append messages, count one turn, touch the session and keep at most `cap` newest messages.
-        Raise SessionGone when the session is no longer the device's current one."""
+        """Atomically append messages, count one turn, touch the session and keep the `cap` newest messages.
+        Raise SessionGone when the session is no longer the device's current one. `device` (the session's)
+        saves a store keyed by device (Redis) a look-up."""
 
-    async def history(self, session_id: str, limit: int) -> list[Message]:
+    async def history(self, session_id: str, limit: int, *, device: str | None = None) -> list[Message]:
         """The newest `limit` messages, oldest first."""
 
     async def clear(self, device: str) -> Session | None:
@@ -63,3 +74,6 @@ class Store(Protocol):
     async def sweep(self, now: float, limit: int = 1000) -> list[Session]:
         """Remove up to `limit` sessions with expires_at <= now, with their history; return them.
         Cost must follow the number expired, not the number stored."""
+
+    async def count(self, now: float) -> int:
+        """How many sessions are live at `now` (for the active-sessions gauge; exact right after a sweep)."""

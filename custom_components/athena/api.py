@@ -1,0 +1,121 @@
+"""A small client for the two gateway endpoints the integration needs.
+
+Kept free of Home Assistant entities so the config flow and the agent share one way of talking to the
+gateway, and every failure maps onto one of a few exception classes the callers turn into UI errors or speech.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+
+from .const import CONVERSATION_PATH, INFO_PATH, INFO_TIMEOUT
+
+
+class AthenaError(Exception):
+    """Base class: the gateway could not give a usable answer."""
+
+
+class CannotConnect(AthenaError):
+    """Refused, unreachable, DNS failure or timeout."""
+
+
+class GatewayTimeout(CannotConnect):
+    """No complete answer within the configured time."""
+
+
+class InvalidAuth(AthenaError):
+    """The gateway answered 401/403: wrong token."""
+
+
+class NotAthena(AthenaError):
+    """Something answered, but it is not an Athena gateway (404, or a body that is not Athena's)."""
+
+
+class GatewayError(AthenaError):
+    """The gateway answered with an error status or a body that cannot be read."""
+
+
+def normalize_url(url: str) -> str:
+    """One spelling per gateway: lower-case scheme and host, no trailing slash, no query.
+
+    Used both as the base of every request and as the config entry's unique id.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), "", ""))
+
+
+class AthenaClient:
+    """Talks to one gateway through Home Assistant's shared aiohttp session."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, token: str) -> None:
+        self._session = session
+        self.url = normalize_url(url)
+        self._headers = {"Authorization": f"Bearer {token}"}
+
+    async def info(self, limit: float = INFO_TIMEOUT) -> dict[str, Any]:
+        """`GET /athena/info`; raises unless the answer really is Athena's."""
+        status, body = await self._request("GET", INFO_PATH, None, limit)
+        if status in (401, 403):
+            raise InvalidAuth(f"HTTP {status}")
+        if status == 404:
+            raise NotAthena("HTTP 404")
+        if status != 200:
+            raise GatewayError(f"HTTP {status}")
+        if not isinstance(body, dict) or body.get("service") != "athena":
+            raise NotAthena("not an Athena info body")
+        return body
+
+    async def converse(self, payload: dict[str, Any], limit: float) -> dict[str, Any]:
+        """`POST /ha/conversation`; returns the ConversationResult-shaped dict."""
+        status, body = await self._request("POST", CONVERSATION_PATH, payload, limit)
+        if status in (401, 403):
+            raise InvalidAuth(f"HTTP {status}")
+        if status == 404:
+            raise NotAthena("HTTP 404")
+        if status != 200:
+            raise GatewayError(f"HTTP {status}: {_error_message(body)}")
+        response = body.get("response") if isinstance(body, dict) else None
+        speech = _speech(response)
+        if speech is None:
+            raise GatewayError("answer without speech")
+        return body
+
+    async def _request(
+        self, method: str, path: str, payload: dict[str, Any] | None, limit: float
+    ) -> tuple[int, Any]:
+        try:
+            async with self._session.request(
+                method,
+                self.url + path,
+                json=payload,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=limit),
+            ) as resp:
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:  # JSONDecodeError and aiohttp's ContentTypeError both derive from it
+                    body = None
+                return resp.status, body
+        except TimeoutError as err:
+            raise GatewayTimeout(f"no answer within {limit:g} s") from err
+        except aiohttp.ClientError as err:
+            raise CannotConnect(str(err) or type(err).__name__) from err
+
+
+def _speech(response: Any) -> str | None:
+    if not isinstance(response, dict):
+        return None
+    plain = (response.get("speech") or {}).get("plain") or {}
+    speech = plain.get("speech") if isinstance(plain, dict) else None
+    return speech if isinstance(speech, str) else None
+
+
+def _error_message(body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message") or body["error"].get("code") or "")
+    return ""

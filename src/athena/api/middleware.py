@@ -1,0 +1,153 @@
+"""The one middleware every request passes: request id, auth, body size, metrics.
+
+Pure ASGI (no BaseHTTPMiddleware, no Request objects) because it sits on the hot path of every voice turn and
+the gateway's budget is about a millisecond over calling the LLM directly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+
+import orjson
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from athena.api.auth import ApiToken
+from athena.api.errors import error_body
+from athena.observability import REQUEST_SECONDS, REQUESTS
+
+log = structlog.get_logger("athena.api")
+
+OPEN_PREFIX = "/health"  # liveness/readiness probes carry no token
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+class GatewayMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, token: ApiToken, max_body: int, endpoints: Callable[[], set[str]]
+    ) -> None:
+        self.app = app
+        self.token = token
+        self.max_body = max_body
+        self._endpoints = endpoints
+        self._known: set[str] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope["headers"])  # last value wins for repeated names; fine for these headers
+        given = headers.get(b"x-request-id")
+        rid = given if given is not None and _REQUEST_ID.fullmatch(given) else os.urandom(8).hex().encode()
+        ctx = structlog.contextvars.bind_contextvars(request_id=rid.decode())
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), (b"x-request-id", rid)]}
+            await send(message)
+
+        try:
+            path: str = scope["path"]
+            if not path.startswith(OPEN_PREFIX) and not self.token.matches(headers.get(b"authorization")):
+                await _reject(
+                    send_with_id,
+                    401,
+                    "missing or wrong API token: send 'Authorization: Bearer <token>'",
+                    extra=[(b"www-authenticate", b"Bearer")],
+                )
+                return
+            if scope["method"] in _BODY_METHODS:
+                checked = await self._bounded(headers, receive, send_with_id)
+                if checked is None:
+                    return
+                receive = checked
+            await self.app(scope, receive, send_with_id)
+        finally:
+            endpoint = self._endpoint(scope)
+            elapsed = time.perf_counter() - started
+            REQUESTS.labels(endpoint=endpoint, status=str(status)).inc()
+            REQUEST_SECONDS.labels(endpoint=endpoint).observe(elapsed)
+            log.debug(
+                "http.request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                ms=round(elapsed * 1000, 2),
+            )
+            structlog.contextvars.reset_contextvars(**ctx)
+
+    async def _bounded(self, headers: dict[bytes, bytes], receive: Receive, send: Send) -> Receive | None:
+        """Refuse a body over max_body before anything parses it: by Content-Length, else by reading it."""
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                await _reject(send, 400, "Content-Length is not a number")
+                return None
+            if declared > self.max_body:
+                await _reject(send, 413, f"request body is {declared} bytes; the limit is {self.max_body}")
+                return None
+            return receive
+        # Chunked (no Content-Length): buffer up to the limit, then replay it to the app.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return receive  # disconnect: let the app see it
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await _reject(send, 413, f"request body is over the limit of {self.max_body} bytes")
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
+
+    def _endpoint(self, scope: Scope) -> str:
+        """A bounded label: the matched route's template, else the path if it is known, else "other"."""
+        route = scope.get("route")
+        path = getattr(route, "path", None)
+        if path is not None:
+            return path
+        if self._known is None:
+            self._known = self._endpoints()
+        return scope["path"] if scope["path"] in self._known else "other"
+
+
+async def _reject(
+    send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = orjson.dumps(error_body(status, message))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(extra or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

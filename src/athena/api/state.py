@@ -1,0 +1,50 @@
+"""What the routers share, set up once by the app's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+
+from athena.api.auth import ApiToken
+from athena.api.errors import ApiError
+from athena.config import Settings
+from athena.engine.conversation import Engine
+from athena.intents import LocalPath
+from athena.llm.base import LLMBackend
+from athena.sessions.manager import SessionManager
+from athena.stores import store_kind
+
+if TYPE_CHECKING:
+    from athena.api.health import Probe
+
+
+@dataclass
+class Runtime:
+    """What the routers need, set up by the lifespan (None before start-up finishes)."""
+
+    settings: Settings
+    token: ApiToken
+    clock: Callable[[], float]
+    manager: SessionManager | None = None
+    llm: LLMBackend | None = None
+    local: LocalPath | None = None
+    engine: Engine | None = None
+    probe: Probe | None = None
+    store: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = store_kind(self.settings.store_url)
+
+
+def runtime(request: Request) -> Runtime:
+    return request.app.state.athena
+
+
+def engine(request: Request) -> Engine:
+    eng = runtime(request).engine
+    if eng is None:  # only between bind and the end of start-up
+        raise ApiError(503, "the gateway is still starting", "starting")
+    return eng

@@ -1,0 +1,53 @@
+"""The system prompt: what a voice answer must sound like, plus where and when the question was asked.
+
+Everything here is spoken by a text-to-speech engine, so the built-in prompt asks for short plain
+sentences; the device's name and area let the model answer "here" questions, and the local time
+"today" questions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from athena.config import Settings
+from athena.engine.types import Turn
+from athena.llm.base import ChatMessage
+from athena.sessions.models import Message
+
+DEFAULT_PROMPT = (
+    "You are Athena, the voice assistant of a smart home. Your answers are spoken aloud by a speech engine: "
+    "answer in one to three short, natural sentences of plain text, with no markdown, lists, emoji, code or "
+    "links. Spell out units and symbols the way a person would say them. If a request is unclear, ask one "
+    "short question."
+)
+
+
+def system_prompt(settings: Settings, turn: Turn, now: datetime | None = None) -> str:
+    now = now or datetime.now().astimezone()
+    parts = [settings.system_prompt or DEFAULT_PROMPT]
+    where = []
+    if turn.device_name:
+        where.append(f'the device "{turn.device_name}"')
+    if turn.area:
+        where.append(f'in the area "{turn.area}"')
+    if where:
+        parts.append("The user is speaking to " + " ".join(where) + ".")
+    parts.append(f"The current local date and time is {now:%A %d %B %Y, %H:%M} ({now:%Z}).")
+    if turn.extra_system_prompt:
+        parts.append(turn.extra_system_prompt)
+    if turn.system_prompt:
+        parts.append(turn.system_prompt)
+    return "\n\n".join(parts)
+
+
+def build_messages(
+    settings: Settings, turn: Turn, history: Sequence[Message], now: datetime | None = None
+) -> list[ChatMessage]:
+    """System prompt, then the session's history (user/assistant only), then this turn's text."""
+    messages: list[ChatMessage] = [{"role": "system", "content": system_prompt(settings, turn, now)}]
+    messages.extend(
+        {"role": m.role, "content": m.content} for m in history if m.role in ("user", "assistant")
+    )
+    messages.append({"role": "user", "content": turn.text})
+    return messages

@@ -1,0 +1,300 @@
+"""A cached picture of the home: areas, floors, devices and the entities exposed to Assist.
+
+Recognition runs on every turn and must not wait for HA, so it reads an immutable `Home` snapshot. The
+snapshot is rebuilt when HA reports a registry change (debounced), after every reconnect, and every
+`ha_registry_refresh` seconds (entity names live in states, which send no registry event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from athena.homeassistant.errors import HAError
+from athena.homeassistant.rest import HARest
+from athena.homeassistant.websocket import HAWebSocket
+
+log = structlog.get_logger("athena.homeassistant")
+
+REGISTRY_EVENTS = (
+    "area_registry_updated",
+    "floor_registry_updated",
+    "device_registry_updated",
+    "entity_registry_updated",
+)
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    entity_id: str
+    name: str
+    aliases: tuple[str, ...] = ()
+    area_id: str | None = None
+    device_id: str | None = None
+    device_class: str | None = None
+
+    @property
+    def domain(self) -> str:
+        return self.entity_id.split(".", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Area:
+    id: str
+    name: str
+    aliases: tuple[str, ...] = ()
+    floor_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Floor:
+    id: str
+    name: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Home:
+    """One consistent snapshot. `entities` holds only what is exposed to Assist."""
+
+    entities: Mapping[str, Entity] = field(default_factory=dict)
+    areas: Mapping[str, Area] = field(default_factory=dict)
+    floors: Mapping[str, Floor] = field(default_factory=dict)
+    device_areas: Mapping[str, str] = field(default_factory=dict)  # device id -> area id
+    entity_areas: Mapping[str, str] = field(
+        default_factory=dict
+    )  # any registry entity -> area id (satellites)
+    version: int = 0
+    loaded_at: float = 0.0
+    _area_names: dict[str, Area] = field(default_factory=dict, repr=False)
+    _floor_names: dict[str, Floor] = field(default_factory=dict, repr=False)
+    _entity_names: dict[str, list[Entity]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for area in self.areas.values():
+            for n in (area.name, *area.aliases):
+                self._area_names.setdefault(_fold(n), area)
+        for floor in self.floors.values():
+            for n in (floor.name, *floor.aliases):
+                self._floor_names.setdefault(_fold(n), floor)
+        for entity in self.entities.values():
+            for n in (entity.name, *entity.aliases):
+                self._entity_names.setdefault(_fold(n), []).append(entity)
+
+    @property
+    def loaded(self) -> bool:
+        return self.version > 0
+
+    def find_area(self, text: str) -> Area | None:
+        return self._area_names.get(_fold(text))
+
+    def find_floor(self, text: str) -> Floor | None:
+        return self._floor_names.get(_fold(text))
+
+    def find_entities(self, text: str) -> list[Entity]:
+        return list(self._entity_names.get(_fold(text), ()))
+
+    def area_of_device(self, device_id: str | None) -> Area | None:
+        if not device_id:
+            return None
+        area_id = self.device_areas.get(device_id)
+        return self.areas.get(area_id) if area_id else None
+
+    def area_of_entity(self, entity_id: str | None) -> Area | None:
+        if not entity_id:
+            return None
+        area_id = self.entity_areas.get(entity_id)
+        return self.areas.get(area_id) if area_id else None
+
+
+def build_home(
+    *,
+    states: Iterable[Mapping[str, Any]],
+    areas: Iterable[Mapping[str, Any]],
+    floors: Iterable[Mapping[str, Any]],
+    devices: Iterable[Mapping[str, Any]],
+    entities: Iterable[Mapping[str, Any]],
+    exposed: Mapping[str, Mapping[str, Any]],
+    aliases: Mapping[str, Iterable[str]] | None = None,
+    version: int = 1,
+) -> Home:
+    """Assemble a snapshot from HA's raw API answers (also used by tests and the benchmark)."""
+    aliases = aliases or {}
+    device_areas = {d["id"]: d["area_id"] for d in devices if d.get("area_id")}
+    registry = {e["entity_id"]: e for e in entities}
+    entity_areas: dict[str, str] = {}
+    for entity_id, entry in registry.items():
+        area_id = entry.get("area_id") or device_areas.get(entry.get("device_id") or "")
+        if area_id:
+            entity_areas[entity_id] = area_id
+    home_entities: dict[str, Entity] = {}
+    for state in states:
+        entity_id = state.get("entity_id")
+        if not isinstance(entity_id, str) or not (exposed.get(entity_id) or {}).get("conversation"):
+            continue
+        entry = registry.get(entity_id, {})
+        attrs = state.get("attributes") or {}
+        name = str(
+            attrs.get("friendly_name") or entry.get("name") or entity_id.split(".", 1)[1].replace("_", " ")
+        )
+        home_entities[entity_id] = Entity(
+            entity_id=entity_id,
+            name=name.strip(),
+            aliases=tuple(a.strip() for a in aliases.get(entity_id, ()) if a and a.strip()),
+            area_id=entity_areas.get(entity_id),
+            device_id=entry.get("device_id"),
+            device_class=attrs.get("device_class"),
+        )
+    return Home(
+        entities=home_entities,
+        areas={
+            a["area_id"]: Area(
+                a["area_id"],
+                a["name"],
+                tuple(x for x in a.get("aliases") or () if x.strip()),
+                a.get("floor_id"),
+            )
+            for a in areas
+        },
+        floors={
+            f["floor_id"]: Floor(
+                f["floor_id"], f["name"], tuple(x for x in f.get("aliases") or () if x.strip())
+            )
+            for f in floors
+        },
+        device_areas=device_areas,
+        entity_areas=entity_areas,
+        version=version,
+        loaded_at=time.time(),
+    )
+
+
+class HomeRegistry:
+    def __init__(
+        self, rest: HARest, ws: HAWebSocket, *, refresh_interval: float, debounce: float = 0.5
+    ) -> None:
+        self.rest = rest
+        self.ws = ws
+        self.home = Home()
+        self.last_error: str | None = None
+        self.refreshes = 0
+        self._interval = refresh_interval
+        self._debounce = debounce
+        self._lock = asyncio.Lock()
+        self._pending: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._periodic: asyncio.Task[None] | None = None
+        self._loaded = asyncio.Event()
+        for event_type in REGISTRY_EVENTS:
+            ws.on_event(event_type, self._on_registry_event)
+        ws.on_connect(self._refresh_quietly)
+
+    async def start(self) -> None:
+        self._periodic = asyncio.create_task(self._every_interval(), name="ha-registry-refresh")
+
+    async def close(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+        for task in [self._periodic, *self._tasks]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def wait_loaded(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._loaded.wait(), seconds)
+        return self.home.loaded
+
+    def _on_registry_event(self, event: dict[str, Any]) -> None:
+        # A rename fires several events in a row: refresh once, shortly after the last.
+        if self._pending is not None:
+            self._pending.cancel()
+        loop = asyncio.get_running_loop()
+        self._pending = loop.call_later(self._debounce, self._spawn_refresh)
+
+    def _spawn_refresh(self) -> None:
+        self._pending = None
+        task = asyncio.create_task(self._refresh_quietly())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _every_interval(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self._refresh_quietly()
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.refresh()
+        except HAError as exc:
+            log.warning("ha.registry.refresh_failed", error=str(exc))
+        except Exception:
+            log.exception("ha.registry.refresh_failed")
+
+    async def refresh(self) -> Home:
+        """Fetch everything and swap the snapshot atomically; raises HAError (keeping the old snapshot)."""
+        async with self._lock:
+            try:
+                states, areas, floors, devices, entities, exposed = await asyncio.gather(
+                    self.rest.states(),
+                    self.ws.call("config/area_registry/list"),
+                    self._floors(),
+                    self.ws.call("config/device_registry/list"),
+                    self.ws.call("config/entity_registry/list"),
+                    self.ws.call("homeassistant/expose_entity/list"),
+                )
+                exposed_map = (exposed or {}).get("exposed_entities", {})
+                registry_ids = {e["entity_id"] for e in entities}
+                wanted = [
+                    eid for eid, v in exposed_map.items() if v.get("conversation") and eid in registry_ids
+                ]
+                aliases = await self._aliases(wanted)
+            except HAError as exc:
+                self.last_error = str(exc)
+                raise
+            self.home = build_home(
+                states=states,
+                areas=areas,
+                floors=floors,
+                devices=devices,
+                entities=entities,
+                exposed=exposed_map,
+                aliases=aliases,
+                version=self.home.version + 1,
+            )
+            self.last_error = None
+            self.refreshes += 1
+            self._loaded.set()
+            log.info(
+                "ha.registry.refreshed",
+                entities=len(self.home.entities),
+                areas=len(self.home.areas),
+                floors=len(self.home.floors),
+                version=self.home.version,
+            )
+            return self.home
+
+    async def _floors(self) -> list[dict[str, Any]]:
+        try:
+            return await self.ws.call("config/floor_registry/list")
+        except HAError as exc:
+            if "unknown_command" in str(exc):  # an HA older than floors (2024.4)
+                return []
+            raise
+
+    async def _aliases(self, entity_ids: list[str]) -> dict[str, list[str]]:
+        if not entity_ids:
+            return {}
+        entries = await self.ws.call("config/entity_registry/get_entries", entity_ids=entity_ids)
+        return {eid: list(e.get("aliases") or ()) for eid, e in (entries or {}).items() if e}

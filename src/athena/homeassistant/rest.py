@@ -1,0 +1,115 @@
+"""HA's REST API over one shared aiohttp session: states, services, config and `/api/intent/handle`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+
+from athena.homeassistant.errors import HAAuthError, HAResponseError, HAUnavailable
+
+log = structlog.get_logger("athena.homeassistant")
+
+
+class HARest:
+    def __init__(self, url: str, token: str, *, timeout: float = 10.0, connect_timeout: float = 3.0) -> None:
+        self.url = url.rstrip("/")
+        self._token = token
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self._session: aiohttp.ClientSession | None = None
+        # Older HA (2025.x) rejects `language` / `device_id` / `assistant` in /api/intent/handle ("extra keys
+        # not allowed"); learned on the first such 400 and remembered for the process.
+        self.intent_extras: bool | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers={"Authorization": f"Bearer {self._token}"},
+                timeout=self._timeout,
+                json_serialize=lambda obj: orjson.dumps(obj).decode(),
+                connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=60),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            async with self.session.request(method, self.url + path, json=body) as resp:
+                raw = await resp.read()
+                if resp.status in (401, 403):
+                    raise HAAuthError(f"Home Assistant refused the token ({resp.status})")
+                if resp.status >= 400:
+                    raise HAResponseError(
+                        f"{method} {path}: HTTP {resp.status}: {raw[:200].decode(errors='replace')}",
+                        resp.status,
+                    )
+        except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
+            raise HAUnavailable(
+                f"Home Assistant at {self.url} is unreachable: {exc or type(exc).__name__}"
+            ) from exc
+        if not raw:
+            return None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise HAResponseError(f"{method} {path}: not JSON", resp.status) from exc
+
+    async def ping(self) -> None:
+        data = await self.request("GET", "/api/")
+        if not isinstance(data, dict) or "message" not in data:
+            raise HAResponseError("GET /api/: not Home Assistant's API")
+
+    async def config(self) -> dict[str, Any]:
+        return await self.request("GET", "/api/config")
+
+    async def states(self) -> list[dict[str, Any]]:
+        return await self.request("GET", "/api/states")
+
+    async def state(self, entity_id: str) -> dict[str, Any] | None:
+        try:
+            return await self.request("GET", f"/api/states/{entity_id}")
+        except HAResponseError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def call_service(self, domain: str, service: str, data: dict[str, Any]) -> Any:
+        return await self.request("POST", f"/api/services/{domain}/{service}", data)
+
+    async def handle_intent(
+        self, name: str, data: dict[str, Any], *, language: str | None = None, device_id: str | None = None
+    ) -> dict[str, Any]:
+        """Let HA resolve names, areas and exposure and run the intent; returns its IntentResponse dict.
+
+        `assistant: "conversation"` makes HA apply the Assist exposure rules where it accepts the field.
+        """
+        body: dict[str, Any] = {"name": name, "data": data}
+        if self.intent_extras is not False:
+            extras: dict[str, Any] = {"assistant": "conversation"}
+            if language:
+                extras["language"] = language
+            if device_id:
+                extras["device_id"] = device_id
+            try:
+                result = await self.request("POST", "/api/intent/handle", {**body, **extras})
+                self.intent_extras = True
+                return _intent_dict(result)
+            except HAResponseError as exc:
+                if exc.status != 400 or "extra keys" not in str(exc):
+                    raise
+                log.info("ha.intent_handle.minimal", reason="this Home Assistant takes only name and data")
+                self.intent_extras = False
+        return _intent_dict(await self.request("POST", "/api/intent/handle", body))
+
+
+def _intent_dict(result: Any) -> dict[str, Any]:
+    if not isinstance(result, dict) or "response_type" not in result:
+        raise HAResponseError("/api/intent/handle: not an intent response")
+    return result

@@ -1,0 +1,224 @@
+"""POST /ha/conversation end to end: real gateway, real fake-LLM server, memory store."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+from ulid import ULID
+
+from tests.api.conftest import GatewayFactory, LiveGateway, llm_messages
+from tests.support.fake_llm import FakeLLM
+
+
+async def test_response_is_exactly_has_conversation_result(gateway: LiveGateway) -> None:
+    body = await gateway.converse("what's the weather", device_id="office", language="de")
+    conversation_id = body["conversation_id"]
+    ULID.from_str(conversation_id)  # a session id is a ULID
+    assert body == {
+        "response": {
+            "speech": {"plain": {"speech": "Reply to: what's the weather", "extra_data": None}},
+            "card": {},
+            "language": "de",
+            "response_type": "query_answer",
+            "data": {"targets": [], "success": [], "failed": []},
+        },
+        "conversation_id": conversation_id,
+        "continue_conversation": False,
+    }
+
+
+async def test_follow_up_from_the_same_device_reaches_the_llm_with_the_first_turn(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
+    first = await gateway.converse("what's the weather on Saturday?", device_id="office")
+    second = await gateway.converse("what about Sunday?", device_id="office")
+    assert second["conversation_id"] == first["conversation_id"]
+    messages = llm_messages(fake_llm)
+    assert messages[0]["role"] == "system"
+    assert messages[1:] == [
+        {"role": "user", "content": "what's the weather on Saturday?"},
+        {"role": "assistant", "content": "Reply to: what's the weather on Saturday?"},
+        {"role": "user", "content": "what about Sunday?"},
+    ]
+
+
+async def test_another_device_does_not_see_that_history(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
+    office = await gateway.converse("remember the number seven", device_id="office")
+    kitchen = await gateway.converse("what number?", device_id="kitchen")
+    assert kitchen["conversation_id"] != office["conversation_id"]
+    assert [m["role"] for m in llm_messages(fake_llm)] == ["system", "user"]
+
+
+async def test_satellite_id_keys_the_session_when_there_is_no_device_id(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
+    a = await gateway.converse("one", satellite_id="assist_satellite.office")
+    b = await gateway.converse("two", satellite_id="assist_satellite.office")
+    assert a["conversation_id"] == b["conversation_id"]
+    assert len(llm_messages(fake_llm)) == 4
+
+
+async def test_an_expired_session_starts_fresh(gateway_factory: GatewayFactory, fake_llm: FakeLLM) -> None:
+    gw = await gateway_factory(session_timeout=60)
+    first = await gw.converse("first question", device_id="office")
+    gw.clock.advance(59)
+    kept = await gw.converse("still there?", device_id="office")
+    assert kept["conversation_id"] == first["conversation_id"]
+    gw.clock.advance(61)  # idle past the timeout
+    fresh = await gw.converse("new question", device_id="office")
+    assert fresh["conversation_id"] != first["conversation_id"]
+    assert [m["role"] for m in llm_messages(fake_llm)] == ["system", "user"]
+
+
+async def test_a_per_device_timeout_override_applies(gateway_factory: GatewayFactory, fake_llm: FakeLLM) -> None:
+    gw = await gateway_factory(session_timeout=600, devices={"garage": {"timeout": 30}})
+    a = await gw.converse("hi", device_id="garage")
+    b = await gw.converse("hi", device_id="office")
+    gw.clock.advance(31)
+    assert (await gw.converse("again", device_id="garage"))["conversation_id"] != a["conversation_id"]
+    assert (await gw.converse("again", device_id="office"))["conversation_id"] == b["conversation_id"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("Which room?", True),
+        ('Do you mean the "kitchen?"  ', True),
+        ("Which one? ", True),
+        ("The lights are on.", False),
+        ("Is it? No, it is not.", False),
+    ],
+)
+async def test_continue_conversation_when_the_answer_asks(
+    gateway: LiveGateway, fake_llm: FakeLLM, reply: str, expected: bool
+) -> None:
+    fake_llm.configure(reply=reply)
+    body = await gateway.converse("turn on the light", device_id="office")
+    assert body["continue_conversation"] is expected
+
+
+async def test_conversation_id_without_a_device_continues_that_session(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
+    first = await gateway.converse("hello")
+    second = await gateway.converse("and again", conversation_id=first["conversation_id"])
+    assert second["conversation_id"] == first["conversation_id"]
+    assert len(llm_messages(fake_llm)) == 4
+
+
+async def test_an_unknown_conversation_id_keys_its_own_session(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
+    a = await gateway.converse("hello", conversation_id="01JHACONVERSATION0000000000")
+    b = await gateway.converse("again", conversation_id="01JHACONVERSATION0000000000")
+    assert a["conversation_id"] == b["conversation_id"]
+    assert len(llm_messages(fake_llm)) == 4
+
+
+async def test_requests_without_any_id_get_one_off_sessions(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
+    a = await gateway.converse("hello")
+    b = await gateway.converse("hello")
+    assert a["conversation_id"] != b["conversation_id"]
+    assert len(llm_messages(fake_llm)) == 2
+
+
+async def test_turns_home_assistant_answered_are_added_to_the_history_first(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
+    await gateway.converse(
+        "is it cold outside?",
+        device_id="office",
+        history=[
+            {"role": "user", "content": "turn on the heater"},
+            {"role": "assistant", "content": "Turned on the heater"},
+        ],
+    )
+    assert llm_messages(fake_llm)[1:] == [
+        {"role": "user", "content": "turn on the heater"},
+        {"role": "assistant", "content": "Turned on the heater"},
+        {"role": "user", "content": "is it cold outside?"},
+    ]
+    session = await gateway.session("office")
+    assert session is not None
+    assert [m["content"] for m in session["messages"]] == [
+        "turn on the heater", "Turned on the heater", "is it cold outside?", "Reply to: is it cold outside?",
+    ]
+
+
+async def test_system_prompt_names_the_device_area_time_and_extra_prompt(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
+    await gateway.converse(
+        "is it late?",
+        device_id="abc123",
+        device_name="Office speaker",
+        area="Office",
+        extra_system_prompt="The user's name is Sam.",
+    )
+    system = llm_messages(fake_llm)[0]["content"]
+    assert "Office speaker" in system
+    assert '"Office"' in system
+    assert "The user's name is Sam." in system
+    assert str(dt.datetime.now().astimezone().year) in system
+    assert "plain text" in system  # the built-in voice prompt
+
+
+async def test_the_configured_system_prompt_replaces_the_built_in_one(
+    gateway_factory: GatewayFactory, fake_llm: FakeLLM
+) -> None:
+    gw = await gateway_factory(system_prompt="You are a pirate.")
+    await gw.converse("hello", device_id="office")
+    system = llm_messages(fake_llm)[0]["content"]
+    assert system.startswith("You are a pirate.")
+    assert "plain text" not in system
+
+
+async def test_new_session_flag_starts_over(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
+    a = await gateway.converse("one", device_id="office")
+    b = await gateway.converse("two", device_id="office", new_session=True)
+    assert a["conversation_id"] != b["conversation_id"]
+    assert len(llm_messages(fake_llm)) == 2
+
+
+async def test_two_concurrent_turns_from_one_device_share_one_session(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
+    fake_llm.configure(delay=0.2)
+    a, b = await asyncio.gather(
+        gateway.converse("first", device_id="office"), gateway.converse("second", device_id="office")
+    )
+    assert a["conversation_id"] == b["conversation_id"]
+    session = await gateway.session("office")
+    assert session is not None
+    assert session["turns"] == 2
+    assert len(session["messages"]) == 4
+    assert sorted(m["content"] for m in session["messages"] if m["role"] == "user") == ["first", "second"]
+    listed = (await gateway.client.get("/athena/sessions")).json()["sessions"]
+    assert [s["device"] for s in listed] == ["office"]
+
+
+async def test_the_saved_turn_records_how_it_was_answered(gateway: LiveGateway) -> None:
+    await gateway.converse("hello", device_id="office")
+    session = await gateway.session("office")
+    assert session is not None
+    user, assistant = session["messages"]
+    assert user["role"] == "user"
+    assert assistant["meta"]["path"] == "llm"
+    assert assistant["meta"]["device"] == "office"
+    assert assistant["meta"]["latency_ms"] >= 0
+
+
+async def test_start_over_answers_locally_with_a_fresh_session(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
+    first = await gateway.converse("remember the number seven", device_id="office")
+    calls = len(fake_llm.requests)
+    reset = await gateway.converse("start over", device_id="office")
+    assert len(fake_llm.requests) == calls  # answered without the LLM
+    assert reset["response"]["response_type"] == "action_done"
+    assert reset["response"]["speech"]["plain"]["speech"] == "Okay, let's start over."
+    assert reset["conversation_id"] != first["conversation_id"]
+    session = await gateway.session("office")
+    assert session is not None and session["id"] == reset["conversation_id"] and session["messages"] == []
+    after = await gateway.converse("what number?", device_id="office")
+    assert after["conversation_id"] == reset["conversation_id"]
+    assert [m["role"] for m in llm_messages(fake_llm)] == ["system", "user"]
+    assert await gateway.metric("athena_answers_total", path="reset") >= 1

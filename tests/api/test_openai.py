@@ -1,0 +1,165 @@
+"""POST /v1/chat/completions and GET /v1/models: stateless relay, and history kept per X-Athena-Device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.api.conftest import LiveGateway, llm_messages, sse_events
+from tests.support.fake_llm import FakeLLM
+
+CLIENT_MESSAGES = [
+    {"role": "system", "content": "You are a helpful home assistant."},
+    {"role": "user", "content": "turn on the light"},
+    {"role": "assistant", "content": "Which one?"},
+    {"role": "user", "content": "the kitchen"},
+]
+
+
+def assert_stream_shape(events: list[Any]) -> str:
+    """One id for all chunks, role in the first, finish_reason in the last, then [DONE]; returns the text."""
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert len(chunks) >= 2
+    assert len({c["id"] for c in chunks}) == 1
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+
+
+async def test_relay_forwards_the_clients_conversation_as_it_is(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
+    resp = await gateway.client.post(
+        "/v1/chat/completions", json={"model": "fake-model", "messages": CLIENT_MESSAGES, "temperature": 0.2}
+    )
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "Reply to: the kitchen"}
+    assert body["choices"][0]["finish_reason"] == "stop"
+    sent = fake_llm.requests[-1]["body"]
+    assert sent["messages"] == CLIENT_MESSAGES
+    assert sent["temperature"] == 0.2
+    # Stateless: nothing kept.
+    assert (await gateway.client.get("/athena/sessions")).json()["sessions"] == []
+
+
+async def test_relay_stream_has_the_openai_chunk_format(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
+    fake_llm.configure(reply="The kitchen light is on.")
+    resp = await gateway.client.post("/v1/chat/completions", json={"messages": CLIENT_MESSAGES, "stream": True})
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    assert assert_stream_shape(sse_events(resp.content)) == "The kitchen light is on."
+    assert fake_llm.requests[-1]["body"]["messages"] == CLIENT_MESSAGES
+
+
+async def test_relay_stream_chunks_arrive_before_the_answer_is_complete(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
+    fake_llm.configure(reply="a b c d", chunk_delay=0.3)
+    async with gateway.client.stream(
+        "POST", "/v1/chat/completions", json={"messages": CLIENT_MESSAGES, "stream": True}
+    ) as resp:
+        received = b""
+        async for part in resp.aiter_bytes():
+            received += part
+            if b'"a ' in received or b'"a"' in received:
+                break
+        # The first word came through while the fake was still sending the rest: not buffered.
+        assert b"[DONE]" not in received
+
+
+async def test_device_mode_keeps_the_history(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
+    headers = {"X-Athena-Device": "kitchen"}
+    first = await gateway.client.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]},
+        headers=headers,
+    )
+    assert first.status_code == 200, first.text
+    session_id = first.headers["x-athena-session"]
+    # The client sends only its newest message; Athena supplies the rest.
+    second = await gateway.client.post(
+        "/v1/chat/completions",
+        json={
+            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "and now?"}],
+            "temperature": 0.1,
+            "tools": [{"type": "function", "function": {"name": "x"}}],
+        },
+        headers=headers,
+    )
+    assert second.headers["x-athena-session"] == session_id
+    assert second.json()["choices"][0]["message"]["content"] == "Reply to: and now?"
+    messages = llm_messages(fake_llm)
+    assert messages[0]["role"] == "system"
+    assert "Be brief." in messages[0]["content"]
+    assert "plain text" in messages[0]["content"]  # the voice prompt comes first
+    assert messages[1:] == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Reply to: hi"},
+        {"role": "user", "content": "and now?"},
+    ]
+    sent = fake_llm.requests[-1]["body"]
+    assert sent["temperature"] == 0.1
+    assert "tools" not in sent  # device mode answers in text only
+    session = await gateway.session("kitchen")
+    assert session is not None and session["turns"] == 2
+
+
+async def test_device_mode_stream_saves_the_turn(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
+    fake_llm.configure(reply="It is sunny today.")
+    resp = await gateway.client.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": [{"type": "text", "text": "weather?"}]}], "stream": True},
+        headers={"X-Athena-Device": "office"},
+    )
+    assert resp.status_code == 200
+    assert assert_stream_shape(sse_events(resp.content)) == "It is sunny today."
+    session = await gateway.session("office")
+    assert session is not None
+    assert resp.headers["x-athena-session"] == session["id"]
+    assert [(m["role"], m["content"]) for m in session["messages"]] == [
+        ("user", "weather?"),
+        ("assistant", "It is sunny today."),
+    ]
+
+
+async def test_device_mode_and_ha_share_the_device_session(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
+    ha = await gateway.converse("remember seven", device_id="office")
+    resp = await gateway.client.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "what number?"}]},
+        headers={"X-Athena-Device": "office"},
+    )
+    assert resp.headers["x-athena-session"] == ha["conversation_id"]
+    assert len(llm_messages(fake_llm)) == 4
+
+
+async def test_device_mode_needs_a_user_message_and_a_valid_device(gateway: LiveGateway) -> None:
+    resp = await gateway.client.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "system", "content": "x"}]},
+        headers={"X-Athena-Device": "office"},
+    )
+    assert resp.status_code == 422
+    assert "user message" in resp.json()["error"]["message"]
+    resp = await gateway.client.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "x"}]},
+        headers={"X-Athena-Device": "bad device!"},
+    )
+    assert resp.status_code == 422
+    assert resp.json()["error"]["code"] == "invalid_device_id"
+
+
+async def test_models_come_from_the_backend(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
+    fake_llm.configure(models=["llama3.2", "qwen2.5"])
+    resp = await gateway.client.get("/v1/models")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["object"] == "list"
+    assert [m["id"] for m in body["data"]] == ["llama3.2", "qwen2.5"]
+    fake_llm.configure(status=500)
+    resp = await gateway.client.get("/v1/models")
+    assert resp.status_code == 502
+    assert resp.json()["error"]["code"] == "llm_unavailable"

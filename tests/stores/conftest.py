@@ -1,0 +1,3 @@
+from tests.stores.support import clock, make_manager, store, stores
+
+__all__ = ["clock", "make_manager", "store", "stores"]

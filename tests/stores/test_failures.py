@@ -1,0 +1,141 @@
+"""A store that cannot serve says so in a StoreError with a clear message, never a raw driver exception."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from athena.config import Settings
+from athena.sessions.manager import SessionManager
+from athena.stores import StoreError, create_store, store_kind
+from athena.stores.memory import MemoryStore
+from athena.stores.redis import RedisStore
+from athena.stores.sqlite import SQLiteStore
+from tests.stores.support import delete_prefix, require_redis
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TcpProxy:
+    """A real loopback TCP relay to Redis that a test can cut, to play "Redis went away" mid-run."""
+
+    def __init__(self, target_port: int = 6379) -> None:
+        self.target_port = target_port
+        self.pipes: set[asyncio.Task[None]] = set()
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers += [writer, up_writer]
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(src, dst))
+            self.pipes.add(task)
+
+    @staticmethod
+    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        dst.close()
+
+    async def cut(self) -> None:
+        self.server.close()
+        for task in self.pipes:
+            task.cancel()
+        for writer in self.writers:
+            writer.close()
+        await asyncio.gather(*self.pipes, return_exceptions=True)
+        await self.server.wait_closed()
+
+
+async def test_redis_unreachable_at_start() -> None:
+    store = create_store(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(StoreError, match=r"cannot reach the Redis store at 127\.0\.0\.1:\d+"):
+        await store.open()
+    manager = SessionManager(create_store(f"redis://127.0.0.1:{free_port()}/0"), Settings(store_url="memory://"))
+    with pytest.raises(StoreError, match="cannot reach the Redis store"):
+        await manager.start()
+
+
+async def test_redis_going_away_mid_run_is_a_store_error() -> None:
+    await require_redis()
+    proxy = TcpProxy()
+    port = await proxy.start()
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", prefix="athena-test-down")
+    manager = SessionManager(store, Settings(store_url="memory://"))
+    await store.open()
+    try:
+        session = await manager.resolve("kitchen")
+        await proxy.cut()
+        with pytest.raises(StoreError, match=r"Redis at 127\.0\.0\.1:\d+"):
+            await manager.resolve("kitchen")
+        with pytest.raises(StoreError):
+            await manager.history(session)
+        with pytest.raises(StoreError):
+            await manager.ping()
+        with pytest.raises(StoreError):
+            await manager.sweep()
+    finally:
+        await store.close()
+        await delete_prefix("athena-test-down")
+
+
+async def test_sqlite_unusable_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory should be")
+    store = create_store(f"sqlite:///{blocker / 'athena.db'}")
+    with pytest.raises(StoreError, match="cannot open SQLite store"):
+        await store.open()
+
+
+async def test_sqlite_creates_parent_dir_and_uses_wal(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "athena.db"
+    store = create_store(f"sqlite:///{path}")
+    await store.open()
+    try:
+        await store.acquire("kitchen", 1000.0, 300, 3600, "01A")
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT device FROM sessions").fetchall() == [("kitchen",)]
+
+
+async def test_store_not_open_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="not open"):
+        await SQLiteStore(tmp_path / "x.db").get("kitchen")
+    with pytest.raises(StoreError, match="not open"):
+        await RedisStore().get("kitchen")
+
+
+def test_create_store_by_url() -> None:
+    assert isinstance(create_store("memory://"), MemoryStore)
+    relative = create_store("sqlite:///data/athena.db")
+    absolute = create_store("sqlite:////var/lib/athena/athena.db")
+    assert isinstance(relative, SQLiteStore) and str(relative.path) == "data/athena.db"
+    assert isinstance(absolute, SQLiteStore) and str(absolute.path) == "/var/lib/athena/athena.db"
+    redis = create_store("redis://cache:6380/2?prefix=test1")
+    assert isinstance(redis, RedisStore) and redis.prefix == "test1" and redis.url == "redis://cache:6380/2"
+    assert redis._session_key("kitchen") == "test1:{kitchen}:session"
+    assert create_store("redis://cache").prefix == "athena"  # type: ignore[attr-defined]
+    kinds = [store_kind(u) for u in ("rediss://h", "sqlite:///x", "memory://")]
+    assert kinds == ["redis", "sqlite", "memory"]
+    for bad in ("postgres://x", "sqlite://", "sqlite:///"):
+        with pytest.raises(ValueError):
+            create_store(bad)
+    with pytest.raises(ValueError, match="prefix"):
+        create_store("redis://h?prefix=a{b}")

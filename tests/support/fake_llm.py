@@ -1,0 +1,360 @@
+"""A fake LLM server speaking both OpenAI's and Ollama's chat wire formats, over real HTTP on loopback.
+
+Only aiohttp and the standard library, so it imports in the gateway venv and in Home Assistant's venv alike.
+
+In-process::
+
+    async with FakeLLM() as llm:            # or: llm = FakeLLM(); await llm.start(); ...; await llm.stop()
+        llm.configure(reply="Which room?", chunk_delay=0.01)
+        ...  # point the client at llm.url + "/v1" (OpenAI) or llm.url (Ollama)
+        llm.requests[-1]["body"]["messages"]
+
+Standalone (another process, e.g. a gateway under test or a benchmark)::
+
+    python -m tests.support.fake_llm --port 8765   # port 0: a free one; prints "fake-llm listening on URL"
+    curl -X POST :8765/_control -d '{"reply": "Hi?", "delay": 0.5}'    # same knobs as configure()
+    curl :8765/_requests                                   # the recorded requests (JSON list)
+    curl -X POST :8765/_reset                              # knobs back to defaults, requests cleared
+
+Endpoints: ``POST /v1/chat/completions`` (``stream`` true or false), ``GET /v1/models``, ``POST /api/chat``
+(NDJSON stream unless ``"stream": false``, as Ollama does), ``GET /api/tags``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from aiohttp import web
+
+DEFAULT_MODELS = ("fake-model", "fake-model-large")
+
+
+@dataclass
+class Knobs:
+    """How the fake answers; every field is settable through ``configure()`` or ``POST /_control``."""
+
+    reply: str | None = None  # fixed reply; None: "Reply to: <last user message>"
+    replies: list[str] = field(default_factory=list)  # consumed one per chat request, before ``reply``
+    delay: float = 0.0  # seconds before the response starts (headers included)
+    chunk_delay: float = 0.0  # seconds between streamed chunks
+    chunk_words: int = 1  # words per streamed chunk
+    status: int | None = None  # answer every non-control request with this HTTP status and a JSON error
+    garbage: bool = False  # 200 with a body that is not the protocol (non-JSON; in streams, non-JSON lines)
+    body: str | None = None  # answer chat requests with exactly this text (200, the format's content type)
+    # Stream: cut the connection after this many chunks (OpenAI's first chunk carries only the role);
+    # non-stream: cut it mid-body.
+    drop_after: int | None = None
+    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
+    record: bool = True  # keep received requests in ``requests``
+
+
+def _words(text: str, per_chunk: int) -> list[str]:
+    words = re.findall(r"\S+\s*|\s+", text) or [""]
+    per_chunk = max(1, per_chunk)
+    return ["".join(words[i : i + per_chunk]) for i in range(0, len(words), per_chunk)]
+
+
+def _last_user_text(messages: Any) -> str:
+    if isinstance(messages, list):
+        for msg in reversed(messages):
+            if isinstance(msg, dict) and msg.get("role") == "user":
+                content = msg.get("content")
+                if isinstance(content, list):  # OpenAI content parts
+                    return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+                return str(content)
+    return ""
+
+
+class FakeLLM:
+    """A real aiohttp server; knobs change how it answers, ``requests`` shows what it received."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self.knobs = Knobs()
+        # Each entry: {"method", "path", "body" (parsed JSON or None), "headers" (lower-cased names)}.
+        self.requests: list[dict[str, Any]] = []
+        self._runner: web.AppRunner | None = None
+        self._counter = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> FakeLLM:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._openai_chat)
+        app.router.add_get("/v1/models", self._openai_models)
+        app.router.add_post("/api/chat", self._ollama_chat)
+        app.router.add_get("/api/tags", self._ollama_tags)
+        app.router.add_post("/_control", self._control)
+        app.router.add_get("/_requests", self._requests)
+        app.router.add_post("/_reset", self._reset)
+        # Slow answers (the delay knobs) must not hold up stop(): in-flight handlers get 0.1 s.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        server = site._server
+        if self.port == 0 and server is not None:
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeLLM:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- knobs -----------------------------------------------------------------------------------------
+    def configure(self, **knobs: Any) -> None:
+        """Change knobs (see ``Knobs``); unknown names raise TypeError so a typo fails the test."""
+        names = {f.name for f in fields(Knobs)}
+        unknown = set(knobs) - names
+        if unknown:
+            raise TypeError(f"unknown fake LLM knob(s): {', '.join(sorted(unknown))}")
+        for name, value in knobs.items():
+            setattr(self.knobs, name, list(value) if name in ("replies", "models") else value)
+
+    def reset(self) -> None:
+        self.knobs = Knobs()
+        self.requests.clear()
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    async def _receive(self, request: web.Request) -> Any:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        if self.knobs.record:
+            self.requests.append(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "body": body,
+                    "headers": {k.lower(): v for k, v in request.headers.items()},
+                }
+            )
+        if self.knobs.delay > 0:
+            await asyncio.sleep(self.knobs.delay)
+        return body
+
+    def _error(self) -> web.Response | None:
+        k = self.knobs
+        if k.status is not None:
+            body = {"error": {"message": f"fake LLM failure {k.status}", "type": "server_error"}}
+            return web.json_response(body, status=k.status)
+        return None
+
+    def _reply_text(self, body: Any) -> str:
+        if self.knobs.replies:
+            return self.knobs.replies.pop(0)
+        if self.knobs.reply is not None:
+            return self.knobs.reply
+        messages = body.get("messages") if isinstance(body, dict) else None
+        return f"Reply to: {_last_user_text(messages)}"
+
+    def _next_id(self) -> str:
+        self._counter += 1
+        return f"chatcmpl-fake-{self._counter}"
+
+    async def _drop_body(self, request: web.Request, payload: bytes, content_type: str) -> web.StreamResponse:
+        """Announce the whole body, send half of it, then cut the connection."""
+        resp = web.StreamResponse(headers={"Content-Type": content_type, "Content-Length": str(len(payload))})
+        await resp.prepare(request)
+        await resp.write(payload[: len(payload) // 2])
+        self._cut(request)
+        return resp
+
+    @staticmethod
+    def _cut(request: web.Request) -> None:
+        transport = request.transport
+        if transport is not None:
+            transport.close()
+
+    async def _stream(
+        self, request: web.Request, content_type: str, lines: Iterator[bytes], trailer: bytes = b""
+    ) -> web.StreamResponse:
+        k = self.knobs
+        resp = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        for sent, line in enumerate(lines):
+            if k.drop_after is not None and sent >= k.drop_after:
+                self._cut(request)
+                return resp
+            if sent and k.chunk_delay > 0:
+                await asyncio.sleep(k.chunk_delay)
+            await resp.write(line)
+        if trailer:
+            await resp.write(trailer)
+        await resp.write_eof()
+        return resp
+
+    # -- OpenAI ----------------------------------------------------------------------------------------
+    async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._receive(request)
+        if (err := self._error()) is not None:
+            return err
+        stream = bool(body.get("stream")) if isinstance(body, dict) else False
+        model = body.get("model", "fake-model") if isinstance(body, dict) else "fake-model"
+        if self.knobs.body is not None:
+            ctype = "text/event-stream" if stream else "application/json"
+            return web.Response(text=self.knobs.body, content_type=ctype)
+        if self.knobs.garbage and not stream:
+            return web.Response(text="<html>this is not JSON", content_type="application/json")
+        text = self._reply_text(body)
+        cid, created = self._next_id(), int(time.time())
+        if not stream:
+            payload = {
+                "id": cid,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": len(text.split()), "total_tokens": 1},
+            }
+            raw = json.dumps(payload).encode()
+            if self.knobs.drop_after is not None:
+                return await self._drop_body(request, raw, "application/json")
+            return web.Response(body=raw, content_type="application/json")
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            c = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            return b"data: " + json.dumps(c).encode() + b"\n\n"
+
+        def lines() -> Iterator[bytes]:
+            if self.knobs.garbage:
+                yield b"data: {not json at all\n\n"
+                yield b"data: [DONE]\n\n"
+                return
+            yield chunk({"role": "assistant", "content": ""})
+            for piece in _words(text, self.knobs.chunk_words):
+                yield chunk({"content": piece})
+            yield chunk({}, "stop")
+
+        trailer = b"" if self.knobs.garbage else b"data: [DONE]\n\n"
+        return await self._stream(request, "text/event-stream", lines(), trailer)
+
+    async def _openai_models(self, request: web.Request) -> web.Response:
+        await self._receive(request)
+        if (err := self._error()) is not None:
+            return err
+        if self.knobs.garbage:
+            return web.Response(text="not json", content_type="application/json")
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.knobs.models]
+        return web.json_response({"object": "list", "data": data})
+
+    # -- Ollama ----------------------------------------------------------------------------------------
+    async def _ollama_chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._receive(request)
+        if (err := self._error()) is not None:
+            return err
+        stream = body.get("stream", True) is not False if isinstance(body, dict) else True
+        model = body.get("model", "fake-model") if isinstance(body, dict) else "fake-model"
+        if self.knobs.body is not None:
+            ctype = "application/x-ndjson" if stream else "application/json"
+            return web.Response(text=self.knobs.body, content_type=ctype)
+        if self.knobs.garbage and not stream:
+            return web.Response(text="<html>this is not JSON", content_type="application/json")
+        text = self._reply_text(body)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+        def msg(content: str, done: bool) -> dict[str, Any]:
+            m: dict[str, Any] = {
+                "model": model,
+                "created_at": now,
+                "message": {"role": "assistant", "content": content},
+                "done": done,
+            }
+            if done:
+                m.update(done_reason="stop", total_duration=1, eval_count=len(text.split()))
+            return m
+
+        if not stream:
+            raw = json.dumps(msg(text, True)).encode()
+            if self.knobs.drop_after is not None:
+                return await self._drop_body(request, raw, "application/json")
+            return web.Response(body=raw, content_type="application/json")
+
+        def lines() -> Iterator[bytes]:
+            if self.knobs.garbage:
+                yield b"{not json at all\n"
+                return
+            for piece in _words(text, self.knobs.chunk_words):
+                yield json.dumps(msg(piece, False)).encode() + b"\n"
+            yield json.dumps(msg("", True)).encode() + b"\n"
+
+        return await self._stream(request, "application/x-ndjson", lines())
+
+    async def _ollama_tags(self, request: web.Request) -> web.Response:
+        await self._receive(request)
+        if (err := self._error()) is not None:
+            return err
+        if self.knobs.garbage:
+            return web.Response(text="not json", content_type="application/json")
+        models = [{"name": m, "model": m, "size": 1, "digest": "0" * 12} for m in self.knobs.models]
+        return web.json_response({"models": models})
+
+    # -- control (out-of-process use) ------------------------------------------------------------------
+    async def _control(self, request: web.Request) -> web.Response:
+        try:
+            knobs = await request.json()
+            if not isinstance(knobs, dict):
+                raise ValueError("body must be a JSON object")
+            self.configure(**knobs)
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(asdict(self.knobs))
+
+    async def _requests(self, request: web.Request) -> web.Response:
+        return web.json_response(self.requests)
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response(asdict(self.knobs))
+
+
+async def _serve(host: str, port: int) -> None:
+    fake = await FakeLLM(host, port).start()
+    print(f"fake-llm listening on {fake.url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await fake.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.support.fake_llm", description="Fake LLM server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    asyncio.run(_serve(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""End to end: a real `hass` process (demo home) with the integration installed the way a user installs it,
+driven like a voice satellite over HA's WebSocket API, talking to a real gateway and the fake LLM.
+
+Set-up goes through HA's public APIs only: the REST config-flow API adds the integration, the WebSocket API
+creates the Assist pipeline and runs its intent stage with real device ids from HA's device registry.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_socket
+
+import custom_components.athena  # noqa: F401 - module-level import: HA's loader must find our integration
+from tests.support import hass as hass_support
+from tests.support.gateway import GatewayProcess
+from tests.support.hass import HassProcess, HassWS, furnish
+from tests_ha.support import REPO, FakeLLMProcess
+
+AGENT = "conversation.athena"
+
+
+@pytest.fixture(scope="module")
+def athena_hass(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HassProcess]:
+    """`hass -c DIR` with custom_components/athena copied in before start, as a manual install does."""
+    pytest_socket.enable_socket()
+    config_dir = tmp_path_factory.mktemp("hass-config")
+    shutil.copytree(
+        REPO / "custom_components" / "athena",
+        Path(config_dir) / "custom_components" / "athena",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    # Assist pipelines come with `default_config:` in a real install; the shared demo config lacks them.
+    base_config = hass_support.CONFIG_YAML
+    hass_support.CONFIG_YAML = base_config + "assist_pipeline:\n"
+    try:
+        proc = HassProcess(config_dir).start()
+    finally:
+        hass_support.CONFIG_YAML = base_config
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+async def http(athena_hass: HassProcess) -> AsyncIterator[aiohttp.ClientSession]:
+    headers = {"Authorization": f"Bearer {athena_hass.token}"}
+    async with aiohttp.ClientSession(base_url=athena_hass.url, headers=headers) as session:
+        yield session
+
+
+async def _post(http: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async with http.post(path, json=body) as resp:
+        data = await resp.json()
+        assert resp.status == 200, data
+        return data
+
+
+async def _run_intent(
+    hass: HassProcess, pipeline_id: str, text: str, device_id: str | None, conversation_id: str | None = None
+) -> dict[str, Any]:
+    """`assist_pipeline/run`, intent stage only: the text half of a satellite's turn. Returns the events."""
+    async with aiohttp.ClientSession() as session, session.ws_connect(hass.url + "/api/websocket") as ws:
+        assert (await ws.receive_json())["type"] == "auth_required"
+        await ws.send_json({"type": "auth", "access_token": hass.token})
+        assert (await ws.receive_json())["type"] == "auth_ok"
+        await ws.send_json(
+            {
+                "id": 1,
+                "type": "assist_pipeline/run",
+                "start_stage": "intent",
+                "end_stage": "intent",
+                "input": {"text": text},
+                "pipeline": pipeline_id,
+                "device_id": device_id,
+                "conversation_id": conversation_id,
+            }
+        )
+        events: dict[str, Any] = {}
+        while "run-end" not in events:
+            msg = await ws.receive_json(timeout=30)
+            if msg["type"] == "result":
+                assert msg["success"], msg
+            elif msg["type"] == "event":
+                event = msg["event"]
+                assert event["type"] != "error", event
+                events[event["type"]] = event.get("data")
+        return events
+
+
+def _pairs(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(m["role"], m["content"]) for m in messages if m["role"] != "system"]
+
+
+async def test_satellite_turns_through_real_home_assistant(
+    athena_hass: HassProcess, http: aiohttp.ClientSession, gateway: GatewayProcess, llm: FakeLLMProcess
+) -> None:
+    # 1. Add the integration through HA's config-flow REST API, as the UI does.
+    flow = await _post(http, "/api/config/config_entries/flow", {"handler": "athena"})
+    assert flow["type"] == "form" and flow["step_id"] == "user"
+    bad = await _post(
+        http, f"/api/config/config_entries/flow/{flow['flow_id']}", {"url": gateway.url, "token": "wrong"}
+    )
+    assert bad["errors"] == {"base": "invalid_auth"}
+    done = await _post(
+        http,
+        f"/api/config/config_entries/flow/{flow['flow_id']}",
+        {"url": gateway.url, "token": gateway.token},
+    )
+    assert done["type"] == "create_entry", done
+
+    # 2. Demo devices in rooms stand in for satellites; a pipeline with Athena as agent, local commands first.
+    home = await furnish(athena_hass.url, athena_hass.token)
+    kitchen = home["devices"]["light.kitchen_lights"]
+    office = home["devices"]["light.office_rgbw_lights"]
+    async with HassWS(athena_hass.url, athena_hass.token) as ws:
+        entities = {e["entity_id"]: e for e in await ws.call("config/entity_registry/list")}
+        assert AGENT in entities and entities[AGENT]["platform"] == "athena"
+        pipeline = await ws.call(
+            "assist_pipeline/pipeline/create",
+            conversation_engine=AGENT,
+            conversation_language="en",
+            language="en",
+            name="Athena",
+            stt_engine=None,
+            stt_language=None,
+            tts_engine=None,
+            tts_language=None,
+            tts_voice=None,
+            wake_word_entity=None,
+            wake_word_id=None,
+            prefer_local_intents=True,
+        )
+
+    # 3. Kitchen satellite, first turn: to Athena, with the device's name and area in the system prompt.
+    first = await _run_intent(athena_hass, pipeline["id"], "what is the capital of France", kitchen)
+    output = first["intent-end"]["intent_output"]
+    assert output["response"]["speech"]["plain"]["speech"] == "Reply to: what is the capital of France"
+    assert first["intent-end"]["processed_locally"] is False
+    conv_id = output["conversation_id"]
+    (messages,) = await llm.chat_requests()
+    assert '"Kitchen"' in messages[0]["content"]
+
+    # A home command HA answers itself (prefer local intents): Athena and its LLM are not called...
+    local = await _run_intent(athena_hass, pipeline["id"], "turn on the kitchen lights", kitchen, conv_id)
+    assert local["intent-end"]["processed_locally"] is True
+    assert len(await llm.chat_requests()) == 1
+
+    # ...but the next turn brings it along, after the first one, in the kitchen device's session.
+    third = await _run_intent(athena_hass, pipeline["id"], "and of Germany", kitchen, conv_id)
+    assert third["intent-end"]["intent_output"]["conversation_id"] == conv_id
+    messages = (await llm.chat_requests())[-1]
+    assert '"Kitchen"' in messages[0]["content"]
+    local_speech = local["intent-end"]["intent_output"]["response"]["speech"]["plain"]["speech"]
+    assert _pairs(messages) == [
+        ("user", "what is the capital of France"),
+        ("assistant", "Reply to: what is the capital of France"),
+        ("user", "turn on the kitchen lights"),
+        ("assistant", local_speech),
+        ("user", "and of Germany"),
+    ]
+
+    # Minutes later, a new wake word: HA starts a new conversation, Athena still has the device's session.
+    fourth = await _run_intent(athena_hass, pipeline["id"], "and of Spain", kitchen)
+    assert fourth["intent-end"]["intent_output"]["conversation_id"] != conv_id
+    messages = (await llm.chat_requests())[-1]
+    assert _pairs(messages)[0] == ("user", "what is the capital of France")
+    assert _pairs(messages)[-1] == ("user", "and of Spain")
+
+    # 4. Another device: its own session, its own area.
+    office_turn = await _run_intent(athena_hass, pipeline["id"], "hello from here", office)
+    assert office_turn["intent-end"]["intent_output"]["response"]["response_type"] != "error"
+    messages = (await llm.chat_requests())[-1]
+    assert '"Office"' in messages[0]["content"] and '"Kitchen"' not in messages[0]["content"]
+    assert _pairs(messages) == [("user", "hello from here")]
+
+    # 5. HA's REST conversation API (no device) with Athena as agent.
+    answer = await _post(
+        http, "/api/conversation/process", {"text": "ping over rest", "agent_id": AGENT, "language": "en"}
+    )
+    assert answer["response"]["speech"]["plain"]["speech"] == "Reply to: ping over rest"
+    assert answer["conversation_id"]
+    assert _pairs((await llm.chat_requests())[-1]) == [("user", "ping over rest")]
