@@ -9,7 +9,9 @@ drift hits all alike:
 - through ``POST /ha/conversation`` (session lookup, history, save: the voice path).
 
 at concurrency 1 and 16, reporting p50/p99 latency (streams: time to the first text delta), the ratio to
-direct and the absolute overhead. Targets: relay +1 ms p50 non-streamed at c=1, +3 ms to the first token.
+direct and the absolute overhead, and the gateway process's CPU time per request ("cpu ms": about the floor
+of its latency overhead at c=1, and much less moved by other load on the machine than latency is).
+Targets: relay +1 ms p50 non-streamed at c=1, +3 ms to the first token.
 Two smaller tables show where the client side stands: athena.llm's backend in-process against a bare
 aiohttp call, and aiohttp against httpx as the HTTP client (why athena.llm uses aiohttp).
 """
@@ -35,9 +37,8 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.gateway import GatewayProcess  # noqa: E402
-
 from athena.llm import OpenAIBackend, Timeouts  # noqa: E402
+from tests.support.gateway import GatewayProcess  # noqa: E402
 
 MESSAGES = [
     {"role": "system", "content": "You are a voice assistant. Answer in one short sentence."},
@@ -54,6 +55,7 @@ Call = Callable[[aiohttp.ClientSession, int], Awaitable[float]]
 class Series:
     name: str
     samples: list[float] = field(default_factory=list)
+    cpu: float = 0.0  # CPU seconds the measured process spent on these samples (0: not measured)
 
     def pct(self, q: float) -> float:
         s = sorted(self.samples)
@@ -110,7 +112,9 @@ def ha_call(url: str, headers: dict[str, str]) -> Call:
     hdrs = {"Content-Type": "application/json", **headers}
 
     async def call(http: aiohttp.ClientSession, worker: int) -> float:
-        body = orjson.dumps({"text": "what is the weather like in the kitchen", "device_id": f"bench-{worker}"})
+        body = orjson.dumps(
+            {"text": "what is the weather like in the kitchen", "device_id": f"bench-{worker}"}
+        )
         t = time.perf_counter()
         async with http.post(url, data=body, headers=hdrs) as resp:
             raw = await resp.read()
@@ -136,34 +140,57 @@ async def run(http: aiohttp.ClientSession, call: Call, n: int, concurrency: int)
     return samples
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User+system CPU time of a process (Linux /proc); 0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def compare(
-    http: aiohttp.ClientSession, calls: dict[str, Call], n: int, concurrency: int, rounds: int
+    http: aiohttp.ClientSession,
+    calls: dict[str, Call],
+    n: int,
+    concurrency: int,
+    rounds: int,
+    cpu_pid: int | None = None,
 ) -> dict[str, Series]:
-    """Each call in turn, ``rounds`` times, ``n / rounds`` requests a block; a warm-up block first."""
+    """Each call in turn, ``rounds`` times, ``n / rounds`` requests a block; a warm-up block first.
+
+    With ``cpu_pid``, the CPU time that process spends during each block is added to the call's series: the
+    gateway's own cost per request, which other load on the machine inflates far less than latency.
+    """
     series = {name: Series(name) for name in calls}
-    for name, call in calls.items():
+    for call in calls.values():
         await run(http, call, max(20, n // (4 * rounds)), concurrency)
     for _ in range(rounds):
         for name, call in calls.items():
+            before = cpu_seconds(cpu_pid)
             series[name].samples += await run(http, call, n // rounds, concurrency)
+            series[name].cpu += cpu_seconds(cpu_pid) - before
     return series
 
 
 def table(title: str, series: dict[str, Series], baseline: str, target: float | None = None) -> list[str]:
     base = series[baseline]
-    lines = [f"\n{title}", f"  {'':44} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'x p50':>7} {'+ms p50':>8} {'+ms p99':>8}"]
-    verdicts = []
+    cols = ("n", 5), ("p50 ms", 8), ("p99 ms", 8), ("x p50", 6), ("+ms p50", 8), ("+ms p99", 8), ("cpu ms", 7)
+    head = f"  {'':44}" + "".join(f" {name:>{width}}" for name, width in cols)
+    lines = [f"\n{title}", head]
     for s in series.values():
         extra = s.p50 - base.p50
-        row = f"  {s.name:44} {len(s.samples):>5} {s.p50:>8.3f} {s.pct(0.99):>8.3f} {s.p50 / base.p50:>7.2f}"
+        row = f"  {s.name:44} {len(s.samples):>5} {s.p50:>8.3f} {s.pct(0.99):>8.3f} {s.p50 / base.p50:>6.2f}"
         if s is base:
             lines.append(row)
             continue
         row += f" {extra:>+8.3f} {s.pct(0.99) - base.pct(0.99):>+8.3f}"
+        row += f" {s.cpu / len(s.samples) * 1000:>7.3f}" if s.cpu else f" {'':>7}"
         if target is not None and "relay" in s.name:
-            ok = extra <= target
-            verdicts.append(ok)
-            row += f"  {'OK' if ok else 'MISS'} (target +{target:g} ms)"
+            row += f"  {'OK' if extra <= target else 'MISS'} (target +{target:g} ms)"
         lines.append(row)
     print("\n".join(lines), flush=True)
     return lines
@@ -222,7 +249,11 @@ async def client_tables(upstream: str, n: int) -> None:
                 1,
                 3,
             )
-            table("athena.llm in-process, c=1 (the backend layer's own cost)", layer, "bare aiohttp POST (baseline)")
+            table(
+                "athena.llm in-process, c=1 (the backend layer's own cost)",
+                layer,
+                "bare aiohttp POST (baseline)",
+            )
             libs = await compare(http, {"aiohttp POST": bare, "httpx POST": httpx_post}, n, 1, 3)
             table("HTTP client library, c=1 (the relay's upstream hop)", libs, "aiohttp POST")
         finally:
@@ -255,6 +286,7 @@ async def bench(upstream: str, gw: GatewayProcess, quick: bool) -> bool:
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=connector) as http:
         for concurrency, n in ((1, n1), (16, n16)):
+            rounds = 10 if concurrency == 1 else 4  # short alternating blocks: load drift hits all alike
             non_stream = await compare(
                 http,
                 {
@@ -264,10 +296,15 @@ async def bench(upstream: str, gw: GatewayProcess, quick: bool) -> bool:
                 },
                 n,
                 concurrency,
-                3,
+                rounds,
+                gw.proc.pid if gw.proc else None,
             )
-            table(f"non-streamed, c={concurrency}", non_stream, "direct upstream (baseline)",
-                  TARGET_NON_STREAM_MS if concurrency == 1 else None)
+            table(
+                f"non-streamed, c={concurrency}",
+                non_stream,
+                "direct upstream (baseline)",
+                TARGET_NON_STREAM_MS if concurrency == 1 else None,
+            )
             streamed = await compare(
                 http,
                 {
@@ -276,13 +313,20 @@ async def bench(upstream: str, gw: GatewayProcess, quick: bool) -> bool:
                 },
                 n,
                 concurrency,
-                3,
+                rounds,
+                gw.proc.pid if gw.proc else None,
             )
-            table(f"streamed, time to first token, c={concurrency}", streamed, "direct upstream (baseline)",
-                  TARGET_TTFT_MS if concurrency == 1 else None)
+            table(
+                f"streamed, time to first token, c={concurrency}",
+                streamed,
+                "direct upstream (baseline)",
+                TARGET_TTFT_MS if concurrency == 1 else None,
+            )
             if concurrency == 1:
                 base = non_stream["direct upstream (baseline)"].p50
-                verdicts.append(non_stream["gateway /v1/chat/completions relay"].p50 - base <= TARGET_NON_STREAM_MS)
+                verdicts.append(
+                    non_stream["gateway /v1/chat/completions relay"].p50 - base <= TARGET_NON_STREAM_MS
+                )
                 base = streamed["direct upstream (baseline)"].p50
                 verdicts.append(streamed["gateway /v1/chat/completions relay"].p50 - base <= TARGET_TTFT_MS)
     await client_tables(upstream, 300 if quick else 900)
@@ -318,7 +362,9 @@ def main(argv: list[str] | None = None) -> int:
 def urlopen_json(url: str, body: dict) -> object:
     import urllib.request
 
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     return urllib.request.urlopen(req, timeout=5)
 
 

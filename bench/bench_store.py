@@ -1,13 +1,15 @@
 """`python -m bench.bench_store [--quick] [--stores memory,sqlite,redis]`: what a session store costs.
 
-Per store, through the SessionManager as the gateway uses it (logging at WARNING):
-- get-or-create (`resolve`) and append (`append_turn`, a user + assistant message) ops/s, one at a time;
-- memory per session with 10k and 100k devices (each with one turn): memory store: tracemalloc delta, SQLite:
-  file size (after a WAL checkpoint), Redis: INFO used_memory delta (other users of that Redis add noise);
-- the sweep when 1% of the sessions are due: total time and time per expired session.
-Each number comes with a baseline measured in the same run: a raw dict / raw SQLite upsert / raw Redis SET for
-ops; the raw payload bytes (ids, device, message text) for memory; a full scan of every session for the sweep
-(what a sweep would cost if it followed what exists rather than what expires).
+For each store and each size (10k and 100k devices, each with one turn; `--quick`: 1k and 5k):
+- ops/s through the SessionManager as the gateway calls it, one at a time on top of the filled store:
+  create (`resolve` of a new device), get (`resolve` of a live one), append (`append_turn`, user + assistant);
+  baseline: a raw dict write / a raw SQLite upsert (autocommit, same pragmas) / a raw Redis SET;
+- memory per session: memory store: RSS growth of a fresh interpreter filling it; SQLite: file size after
+  a checkpoint; Redis: INFO used_memory growth (others using that Redis add noise); baseline: the raw
+  payload bytes;
+- the sweep: with nothing due, and with 1% of the sessions due (total and per expired session); baseline: a
+  full scan of every session's deadline, what a sweep without an expiry index would read.
+The fill itself is not timed; it uses the stores' own code (Redis: their Lua scripts, pipelined).
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ import sqlite3
 import sys
 import tempfile
 import time
-import tracemalloc
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -31,176 +32,202 @@ from athena.config import DevicePolicy, Settings
 from athena.observability import configure_logging
 from athena.sessions.manager import SWEEP_BATCH, SessionManager
 from athena.sessions.models import Message
-from athena.stores import create_store
+from athena.stores import Store, create_store
+from athena.stores.redis import RedisStore, encode_messages
 
 REDIS_URL = os.environ.get("ATHENA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 USER = "turn on the kitchen lights and set them to fifty percent"
 ASSISTANT = "Done: the kitchen lights are on at fifty percent."
-TIMED = [10_000]  # devices timed one operation at a time (the rest are filled concurrently)
-TIMEOUT, SHORT = 300.0, 60.0  # 1% of the devices get SHORT, so they are due when the sweep runs
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
+TIMEOUT, SHORT, MAX_AGE = 300.0, 60.0, 86_400.0  # every 100th device gets SHORT: 1% due at the sweep
+CAP = 200
 
 
 @dataclass
 class Row:
     store: str
     devices: int
+    timed: int = 0
     create_ops: float = 0.0
-    touch_ops: float = 0.0
+    get_ops: float = 0.0
     append_ops: float = 0.0
-    fill_turns: float = 0.0
     base_ops: float = 0.0
     bytes_per_session: float = 0.0
-    payload_bytes: float = 0.0
+    idle_sweep_s: float = 0.0
     sweep_s: float = 0.0
     swept: int = 0
     scan_s: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
 
-def devices(n: int) -> list[str]:
-    return [f"assist_satellite.room_{i:06d}" for i in range(n)]
+def device_names(n: int, tag: str = "room") -> list[str]:
+    return [f"assist_satellite.{tag}_{i:06d}" for i in range(n)]
 
 
-def payload_bytes(session_id: str, device: str) -> int:
-    return len(session_id) + len(device) + len(USER) + len(ASSISTANT) + 8 * 9  # + the numbers, as doubles
+def timeout_of(i: int) -> float:
+    return SHORT if i % 100 == 0 else TIMEOUT
 
 
-async def one_turn(manager: SessionManager, device: str) -> None:
-    session = await manager.resolve(device)
-    now = manager.clock()
-    await manager.append_turn(session, Message("user", USER, now), Message("assistant", ASSISTANT, now))
+def turn_messages(now: float) -> tuple[Message, Message]:
+    return Message("user", USER, now), Message("assistant", ASSISTANT, now)
 
 
-async def populate(manager: SessionManager, names: list[str], row: Row, timed: int) -> None:
-    """Fill all but the last `timed` devices with concurrent turns (64 at a time: the fill rate, create +
-    append), then time the last ones one operation at a time, as a single device's turn sees it."""
-    bulk, rest = names[:-timed], names[-timed:]
-    started = time.perf_counter()
-    for i in range(0, len(bulk), 64):
-        await asyncio.gather(*(one_turn(manager, d) for d in bulk[i : i + 64]))
-    if bulk:
-        row.fill_turns = len(bulk) / (time.perf_counter() - started)
-    started = time.perf_counter()
-    sessions = [await manager.resolve(d) for d in rest]
-    row.create_ops = len(rest) / (time.perf_counter() - started)
-    now = manager.clock()
-    started = time.perf_counter()
-    for s in sessions:
-        await manager.append_turn(s, Message("user", USER, now), Message("assistant", ASSISTANT, now))
-    row.append_ops = len(rest) / (time.perf_counter() - started)
-    sample = rest[: max(1, len(rest) // 5)]
-    started = time.perf_counter()
-    for d in sample:
-        await manager.resolve(d)
-    row.touch_ops = len(sample) / (time.perf_counter() - started)
+PAYLOAD = 26 + len(device_names(1)[0]) + len(USER) + len(ASSISTANT) + 8 * 9  # id, device, text, numbers
+
+
+async def fill(store: Store, names: list[str], now: float) -> None:
+    """Every device gets a session and one turn, through the store's own operations."""
+    if isinstance(store, RedisStore):
+        await fill_redis(store, names, now)
+        return
+    for i, d in enumerate(names):
+        got = await store.acquire(d, now, timeout_of(i), MAX_AGE, f"01FILL{i:020d}")
+        await store.append(got.session.id, turn_messages(now), now, timeout_of(i), MAX_AGE, CAP)
+
+
+async def fill_redis(store: RedisStore, names: list[str], now: float) -> None:
+    """The store's scripts and index writes, pipelined 500 devices at a time (one at a time would take minutes
+    here and measure the network, which the timed part already does)."""
+    r = store._r
+    encoded = encode_messages(turn_messages(now))
+    for start in range(0, len(names), 500):
+        pipe = r.pipeline(transaction=False)
+        for i in range(start, min(start + 500, len(names))):
+            d, sid, t = names[i], f"01FILL{i:020d}", timeout_of(i)
+            keys = store._keys(d)
+            args = [repr(now), repr(t), repr(MAX_AGE), sid, "0", store.grace_ms]
+            await store._acquire(keys=keys, args=args, client=pipe)
+            pipe.set(store._sid_key(sid), d, px=int(MAX_AGE * 1000) + store.grace_ms)
+            pipe.zadd(store._index, {f"{sid}|{d}": now + t})
+            await store._append(keys=keys, args=[sid, repr(now), repr(t), repr(MAX_AGE), CAP, store.grace_ms,
+                                                 *encoded], client=pipe)
+        await pipe.execute()
 
 
 def settings_for(names: list[str]) -> Settings:
-    short = {d: DevicePolicy(timeout=SHORT) for d in names[::100]}
-    return Settings(store_url="memory://", session_timeout=TIMEOUT, devices=short, history_max_messages=200)
+    return Settings(store_url="memory://", session_timeout=TIMEOUT, session_max_age=MAX_AGE,
+                    history_max_messages=CAP, devices={d: DevicePolicy(timeout=SHORT) for d in names[::100]})
 
 
-async def sweep(manager: SessionManager, clock: Clock, row: Row) -> None:
-    """The manager's sweep loop, timed at the store (the gauge's count afterwards is not the sweep's cost)."""
-    clock.now += (SHORT + TIMEOUT) / 2
+async def timed_ops(store: Store, now: float, timed: int, row: Row) -> None:
+    """One operation at a time through the manager, on new devices added to the filled store."""
+    names = device_names(timed, "timed")
+    manager = SessionManager(store, settings_for([]), clock=lambda: now)
     started = time.perf_counter()
-    while True:
-        batch = await manager.store.sweep(clock.now, SWEEP_BATCH)
-        row.swept += len(batch)
-        if len(batch) < SWEEP_BATCH:
-            break
+    sessions = [await manager.resolve(d) for d in names]
+    row.create_ops = timed / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for s in sessions:
+        await manager.append_turn(s, *turn_messages(now))
+    row.append_ops = timed / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for d in names:
+        await manager.resolve(d)
+    row.get_ops = timed / (time.perf_counter() - started)
+    row.timed = timed
+
+
+async def sweeps(store: Store, now: float, row: Row) -> None:
+    """The manager's sweep loop, timed at the store (its gauge count afterwards is not part of the sweep)."""
+
+    async def run(at: float) -> int:
+        removed = 0
+        while True:
+            batch = await store.sweep(at, SWEEP_BATCH)
+            removed += len(batch)
+            if len(batch) < SWEEP_BATCH:
+                return removed
+
+    await run(now)  # warm-up: nothing is due yet
+    started = time.perf_counter()
+    await run(now + 1)
+    row.idle_sweep_s = time.perf_counter() - started
+    started = time.perf_counter()
+    row.swept = await run(now + (SHORT + TIMEOUT) / 2)
     row.sweep_s = time.perf_counter() - started
 
 
 # Memory store.
 
 
-async def bench_memory(n: int) -> Row:
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def memory_probe(n: int) -> float:
+    """Run in a fresh interpreter: RSS growth per session while filling a memory store."""
+    from athena.stores.memory import MemoryStore
+
+    store = MemoryStore()
+    names = device_names(n)
+    gc.collect()
+    before = rss_bytes()
+    await fill(store, names, time.time())
+    gc.collect()
+    return (rss_bytes() - before) / n
+
+
+async def bench_memory(n: int, timed: int) -> Row:
     row = Row("memory", n)
-    names = devices(n)
-    clock = Clock()
-    manager = SessionManager(create_store("memory://"), settings_for(names), clock)
-    await manager.store.open()
-    await populate(manager, names, row, TIMED[0])
-    # Full scan baseline for the sweep: look at every session's deadline.
+    probe = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.bench_store", "--probe-memory", str(n), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await probe.communicate()
+    row.bytes_per_session = float(out.decode().strip().splitlines()[-1])
+    store = create_store("memory://")
+    await store.open()
+    now = time.time()
+    await fill(store, device_names(n), now)
+    await timed_ops(store, now, timed, row)
     started = time.perf_counter()
-    _ = [s for s in await manager.store.sessions() if s.expires_at <= clock.now + 180]
+    _ = [s for s in await store.sessions() if s.expires_at <= now + 180]
     row.scan_s = time.perf_counter() - started
-    await sweep(manager, clock, row)
-    del manager
-    gc.collect()
+    await sweeps(store, now, row)
 
-    # Memory: the same population again, traced (tracing slows it, so ops/s come from the run above).
-    traced = SessionManager(create_store("memory://"), settings_for(names), Clock())
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    for d in names:
-        s = await traced.resolve(d)
-        await traced.append_turn(s, Message("user", USER, 0.0), Message("assistant", ASSISTANT, 0.0))
-    gc.collect()
-    row.bytes_per_session = (tracemalloc.get_traced_memory()[0] - before) / n
-    tracemalloc.stop()
-    row.payload_bytes = payload_bytes(s.id, names[-1])
-    del traced
-    gc.collect()
-
-    # Baseline: a raw dict of tuples and a list per device, awaited the same way (one coroutine call each).
     table: dict[str, tuple[str, float]] = {}
-    history: dict[str, list[tuple[str, str]]] = {}
 
-    async def raw(d: str) -> None:
-        table[d] = (d, 0.0)
-        history.setdefault(d, []).append((USER, ASSISTANT))
+    async def raw(d: str) -> None:  # awaited like a store call, so the baseline pays the same call overhead
+        table[d] = (d, now)
 
+    names = device_names(timed, "raw")
     started = time.perf_counter()
     for d in names:
         await raw(d)
-    row.base_ops = n / (time.perf_counter() - started)
+    row.base_ops = timed / (time.perf_counter() - started)
     return row
 
 
 # SQLite store.
 
 
-async def bench_sqlite(n: int, tmp: Path) -> Row:
+async def bench_sqlite(n: int, timed: int, tmp: Path) -> Row:
     row = Row("sqlite", n)
-    names = devices(n)
     path = tmp / f"sessions-{n}.db"
-    clock = Clock()
-    manager = SessionManager(create_store(f"sqlite:///{path}"), settings_for(names), clock)
-    await manager.store.open()
-    await populate(manager, names, row, TIMED[0])
-    await manager.store.close()
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        # Full scan baseline: `+ 0` keeps SQLite off the expiry index, as a sweep without one would be.
-        started = time.perf_counter()
-        db.execute("SELECT id FROM sessions WHERE expires_at + 0 <= ?", (clock.now + 180,)).fetchall()
-        row.scan_s = time.perf_counter() - started
-    row.bytes_per_session = path.stat().st_size / n
-    row.payload_bytes = payload_bytes("01" * 13, names[-1])
-    await manager.store.open()
-    await sweep(manager, clock, row)
-    await manager.store.close()
+    store = create_store(f"sqlite:///{path}")
+    await store.open()
+    try:
+        now = time.time()
+        await fill(store, device_names(n), now)
+        with sqlite3.connect(path) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            row.bytes_per_session = path.stat().st_size / n
+            # `+ 0` keeps SQLite off the expiry index, as a sweep without one would be.
+            started = time.perf_counter()
+            db.execute("SELECT id FROM sessions WHERE expires_at + 0 <= ?", (now + 180,)).fetchall()
+            row.scan_s = time.perf_counter() - started
+        await timed_ops(store, now, timed, row)
+        await sweeps(store, now, row)
+    finally:
+        await store.close()
 
-    # Baseline: a raw upsert of one row per device, autocommit, same pragmas, no thread hop.
     raw = sqlite3.connect(tmp / f"raw-{n}.db", isolation_level=None)
-    raw.execute("PRAGMA journal_mode = WAL")
+    raw.execute("PRAGMA journal_mode = WAL").fetchall()
     raw.execute("PRAGMA synchronous = NORMAL")
     raw.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)")
+    names = device_names(timed, "raw")
     started = time.perf_counter()
     for d in names:
         raw.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (d, USER))
-    row.base_ops = n / (time.perf_counter() - started)
+    row.base_ops = timed / (time.perf_counter() - started)
     raw.close()
     return row
 
@@ -208,35 +235,29 @@ async def bench_sqlite(n: int, tmp: Path) -> Row:
 # Redis store.
 
 
-async def redis_used(client: aioredis.Redis) -> int:
-    return int((await client.info("memory"))["used_memory"])
-
-
-async def bench_redis(n: int) -> Row:
+async def bench_redis(n: int, timed: int) -> Row:
     row = Row("redis", n)
-    names = devices(n)
     prefix = f"athena-bench-{uuid.uuid4().hex[:8]}"
     client = aioredis.Redis.from_url(REDIS_URL)
-    clock = Clock()
-    manager = SessionManager(create_store(f"{REDIS_URL}?prefix={prefix}"), settings_for(names), clock)
+    store = create_store(f"{REDIS_URL}?prefix={prefix}")
     try:
-        await manager.store.open()
-        before = await redis_used(client)
-        await populate(manager, names, row, TIMED[0])
-        row.bytes_per_session = (await redis_used(client) - before) / n
-        row.payload_bytes = payload_bytes("01" * 13, names[-1])
-        # Full scan baseline: SCAN every key of this store, as a sweep without an index would.
+        await store.open()
+        now = time.time()
+        before = int((await client.info("memory"))["used_memory"])
+        await fill(store, device_names(n), now)
+        row.bytes_per_session = (int((await client.info("memory"))["used_memory"]) - before) / n
         started = time.perf_counter()
-        _ = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        _ = [k async for k in client.scan_iter(match=f"{prefix}:*:session", count=1000)]
         row.scan_s = time.perf_counter() - started
-        await sweep(manager, clock, row)
-
+        await timed_ops(store, now, timed, row)
+        await sweeps(store, now, row)
+        names = device_names(timed, "raw")
         started = time.perf_counter()
         for d in names:
             await client.set(f"{prefix}:raw:{d}", USER)
-        row.base_ops = n / (time.perf_counter() - started)
+        row.base_ops = timed / (time.perf_counter() - started)
     finally:
-        await manager.store.close()
+        await store.close()
         keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=5000)]
         for i in range(0, len(keys), 5000):
             await client.delete(*keys[i : i + 5000])
@@ -247,37 +268,43 @@ async def bench_redis(n: int) -> Row:
 # Report.
 
 
-def fmt_ops(x: float) -> str:
+def k(x: float) -> str:
     return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
 
 
+def table(title: str, head: list[tuple[str, int]], rows: list[list[str]]) -> None:
+    print(f"\n{title}")
+    line = " ".join(f"{h:>{w}}" if i else f"{h:<{w}}" for i, (h, w) in enumerate(head))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        cells = zip(r, head, strict=True)
+        print(" ".join(f"{c:>{w}}" if i else f"{c:<{w}}" for i, (c, (_, w)) in enumerate(cells)))
+
+
 def report(rows: list[Row]) -> None:
-    print("\nOps/s, one operation at a time through the SessionManager (baseline: raw dict / SQLite upsert /"
-          " Redis SET); fill: turns/s (create + append) 64 at a time")
-    head = f"{'store':8} {'devices':>8} {'create/s':>9} {'get/s':>8} {'append/s':>9} {'baseline/s':>10}" \
-           f" {'get vs base':>11} {'append vs base':>14} {'fill/s':>8}"
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(f"{r.store:8} {r.devices:>8} {fmt_ops(r.create_ops):>9} {fmt_ops(r.touch_ops):>8}"
-              f" {fmt_ops(r.append_ops):>9} {fmt_ops(r.base_ops):>10} {r.touch_ops / r.base_ops:>10.2f}x"
-              f" {r.append_ops / r.base_ops:>13.2f}x {fmt_ops(r.fill_turns) if r.fill_turns else '-':>8}")
-    print("\nMemory per session (one turn each; baseline: the raw payload bytes)")
-    head = f"{'store':8} {'devices':>8} {'bytes/session':>14} {'payload':>8} {'overhead':>9}"
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(f"{r.store:8} {r.devices:>8} {r.bytes_per_session:>14.0f} {r.payload_bytes:>8.0f}"
-              f" {r.bytes_per_session / r.payload_bytes:>8.1f}x")
-    print("\nSweep with 1% of sessions due (baseline: a full scan of every session)")
-    head = f"{'store':8} {'devices':>8} {'expired':>8} {'sweep ms':>9} {'us/expired':>11} {'scan ms':>8}" \
-           f" {'sweep vs scan':>13}"
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        per = r.sweep_s / r.swept * 1e6 if r.swept else 0.0
-        print(f"{r.store:8} {r.devices:>8} {r.swept:>8} {r.sweep_s * 1000:>9.1f} {per:>11.1f}"
-              f" {r.scan_s * 1000:>8.1f} {r.sweep_s / r.scan_s:>12.2f}x")
+    table(
+        "Ops/s, one at a time through the SessionManager, on top of the filled store"
+        " (baseline: raw dict / SQLite upsert / Redis SET)",
+        [("store", 7), ("devices", 8), ("create/s", 9), ("get/s", 8), ("append/s", 9), ("baseline/s", 10),
+         ("get:base", 9), ("append:base", 11)],
+        [[r.store, str(r.devices), k(r.create_ops), k(r.get_ops), k(r.append_ops), k(r.base_ops),
+          f"{r.get_ops / r.base_ops:.2f}", f"{r.append_ops / r.base_ops:.2f}"] for r in rows],
+    )
+    table(
+        f"Memory per session with one turn (baseline: the {PAYLOAD} raw payload bytes)",
+        [("store", 7), ("devices", 8), ("bytes/session", 13), ("x payload", 9)],
+        [[r.store, str(r.devices), f"{r.bytes_per_session:.0f}", f"{r.bytes_per_session / PAYLOAD:.1f}"]
+         for r in rows],
+    )
+    table(
+        "Sweep: nothing due, then 1% due (baseline: a full scan of every session's deadline)",
+        [("store", 7), ("devices", 8), ("idle ms", 8), ("expired", 8), ("sweep ms", 9), ("us/expired", 10),
+         ("scan ms", 8), ("sweep:scan", 10)],
+        [[r.store, str(r.devices), f"{r.idle_sweep_s * 1000:.2f}", str(r.swept), f"{r.sweep_s * 1000:.1f}",
+          f"{r.sweep_s / max(r.swept, 1) * 1e6:.0f}", f"{r.scan_s * 1000:.1f}", f"{r.sweep_s / r.scan_s:.2f}"]
+         for r in rows],
+    )
 
 
 async def redis_reachable() -> bool:
@@ -291,36 +318,43 @@ async def redis_reachable() -> bool:
         await client.aclose()
 
 
-async def run(sizes: list[int], kinds: list[str]) -> int:
-    rows: list[Row] = []
+async def run(sizes: list[int], timed: int, kinds: list[str]) -> int:
     if "redis" in kinds and not await redis_reachable():
         print(f"Redis not reachable at {REDIS_URL}: skipping the Redis store", file=sys.stderr)
-        kinds = [k for k in kinds if k != "redis"]
+        kinds = [x for x in kinds if x != "redis"]
+    rows: list[Row] = []
+    total = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="athena-bench-") as tmp:
         for kind in kinds:
             for n in sizes:
                 started = time.perf_counter()
                 if kind == "memory":
-                    row = await bench_memory(n)
+                    row = await bench_memory(n, timed)
                 elif kind == "sqlite":
-                    row = await bench_sqlite(n, Path(tmp))
+                    row = await bench_sqlite(n, timed, Path(tmp))
                 else:
-                    row = await bench_redis(n)
-                print(f"{kind} x {n}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+                    row = await bench_redis(n, timed)
                 rows.append(row)
+                print(f"  {kind} x {n}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     report(rows)
+    print(f"\n({len(rows)} runs in {time.perf_counter() - total:.0f} s; {timed} timed operations each;"
+          f" {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})")
     return 0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1k and 5k devices instead of 10k and 100k")
-    parser.add_argument("--stores", default="memory,sqlite,redis")
+    parser.add_argument("--stores", default="memory,sqlite,redis", help="comma-separated subset")
+    parser.add_argument("--probe-memory", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     configure_logging("WARNING")
+    if args.probe_memory:
+        print(asyncio.run(memory_probe(args.probe_memory)))
+        return 0
     sizes = [1_000, 5_000] if args.quick else [10_000, 100_000]
-    TIMED[0] = 1_000 if args.quick else 10_000
-    return asyncio.run(run(sizes, [k.strip() for k in args.stores.split(",") if k.strip()]))
+    timed = 1_000 if args.quick else 5_000
+    return asyncio.run(run(sizes, timed, [x.strip() for x in args.stores.split(",") if x.strip()]))
 
 
 if __name__ == "__main__":

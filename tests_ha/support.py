@@ -41,6 +41,8 @@ class FakeLLMProcess:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def post_sync(self, path: str, body: dict[str, Any] | None = None) -> Any:
         req = urllib.request.Request(self.url + path, data=json.dumps(body or {}).encode(), method="POST")

@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from aiohttp import web
 from homeassistant import config_entries
+from homeassistant.components import conversation
 from homeassistant.const import CONF_TOKEN, CONF_URL
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Context, HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType, InvalidData
+from homeassistant.helpers import intent
 
 import custom_components.athena  # noqa: F401 - module-level import: HA's loader must find our integration
 from custom_components.athena.const import CONF_PASS_CONVERSATION_ID, CONF_TIMEOUT, DOMAIN
@@ -156,3 +158,45 @@ async def test_options_flow(hass: HomeAssistant, gateway: GatewayProcess) -> Non
             result["flow_id"], {CONF_TIMEOUT: 500, CONF_PASS_CONVERSATION_ID: True}
         )
     assert entry.options[CONF_TIMEOUT] == 5
+
+
+async def test_reauth_after_the_gateway_refuses_the_token(
+    hass: HomeAssistant, gateway: GatewayProcess, llm: FakeLLMProcess
+) -> None:
+    entry = await setup_athena(hass, gateway.url, "old-token")
+    result = await conversation.async_converse(hass, "hello", None, Context(), agent_id="conversation.athena")
+    assert result.response.error_code is intent.IntentResponseErrorCode.FAILED_TO_HANDLE
+    await hass.async_block_till_done()
+
+    (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert flow["context"]["source"] == config_entries.SOURCE_REAUTH
+    assert flow["step_id"] == "reauth_confirm"
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {CONF_TOKEN: "still-wrong"})
+    assert result["errors"] == {"base": "invalid_auth"}
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {CONF_TOKEN: gateway.token})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    await hass.async_block_till_done()
+    assert entry.data[CONF_TOKEN] == gateway.token
+
+    result = await conversation.async_converse(hass, "hello", None, Context(), agent_id="conversation.athena")
+    assert result.response.speech["plain"]["speech"] == "Reply to: hello"
+
+
+async def test_reconfigure_moves_to_another_address(hass: HomeAssistant, gateway: GatewayProcess) -> None:
+    entry = await setup_athena(hass, closed_port_url(), "token")
+    result = await entry.start_reconfigure_flow(hass)
+    assert result["step_id"] == "reconfigure"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_URL: closed_port_url(), CONF_TOKEN: gateway.token}
+    )
+    assert result["errors"] == {"base": "cannot_connect"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_URL: gateway.url + "/", CONF_TOKEN: gateway.token}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert entry.data == {CONF_URL: gateway.url, CONF_TOKEN: gateway.token}
+    assert entry.unique_id == gateway.url
+    assert entry.state is config_entries.ConfigEntryState.LOADED

@@ -37,7 +37,8 @@ def athena_hass(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HassProces
     )
     # Assist pipelines come with `default_config:` in a real install; the shared demo config lacks them.
     base_config = hass_support.CONFIG_YAML
-    hass_support.CONFIG_YAML = base_config + "assist_pipeline:\n"
+    if "\nassist_pipeline:" not in base_config:
+        hass_support.CONFIG_YAML = base_config + "assist_pipeline:\n"
     try:
         proc = HassProcess(config_dir).start()
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import voluptuous as vol
@@ -43,6 +44,10 @@ def _user_schema(defaults: dict[str, Any]) -> vol.Schema:
     )
 
 
+def _title(url: str) -> str:
+    return f"Athena ({url.split('://', 1)[1]})"
+
+
 class AthenaConfigFlow(ConfigFlow, domain=DOMAIN):
     VERSION = 1
 
@@ -60,11 +65,60 @@ class AthenaConfigFlow(ConfigFlow, domain=DOMAIN):
                 error = await _check_gateway(self, url, token)
                 if error is None:
                     return self.async_create_entry(
-                        title=f"Athena ({url.split('://', 1)[1]})",
+                        title=_title(url),
                         data={CONF_URL: url, CONF_TOKEN: token},
                     )
                 errors["base"] = error
         return self.async_show_form(step_id="user", data_schema=_user_schema(user_input or {}), errors=errors)
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """The gateway refused the token during a turn (the agent started this flow)."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        entry = self._get_reauth_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            token = user_input[CONF_TOKEN].strip()
+            error = await _check_gateway(self, entry.data[CONF_URL], token)
+            if error is None:
+                return self.async_update_reload_and_abort(entry, data_updates={CONF_TOKEN: token})
+            errors["base"] = error
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=vol.Schema(
+                {vol.Required(CONF_TOKEN): TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))}
+            ),
+            description_placeholders={"url": entry.data[CONF_URL]},
+            errors=errors,
+        )
+
+    async def async_step_reconfigure(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """The gateway moved (new address) or got a new token."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                url = normalize_url(user_input[CONF_URL])
+            except ValueError:
+                errors[CONF_URL] = "invalid_url"
+            else:
+                await self.async_set_unique_id(url)
+                if url != entry.unique_id:
+                    self._abort_if_unique_id_configured()
+                token = user_input[CONF_TOKEN].strip()
+                error = await _check_gateway(self, url, token)
+                if error is None:
+                    return self.async_update_reload_and_abort(
+                        entry,
+                        unique_id=url,
+                        title=_title(url),
+                        data_updates={CONF_URL: url, CONF_TOKEN: token},
+                    )
+                errors["base"] = error
+        return self.async_show_form(
+            step_id="reconfigure", data_schema=_user_schema(user_input or dict(entry.data)), errors=errors
+        )
 
     @staticmethod
     @callback

@@ -14,7 +14,7 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import intent
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
-from homeassistant.helpers.entity_platform import AddEntitiesCallback
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from . import AthenaConfigEntry
 from .api import AthenaError, CannotConnect, GatewayTimeout, InvalidAuth
@@ -36,10 +36,12 @@ SPEECH_FAILED = "Sorry, Athena had a problem answering."
 # The gateway accepts up to 100 history messages per turn; HA's chat log holds 5 minutes at most, so this only
 # trims a burst of local commands. Even, so user/assistant pairs stay whole.
 MAX_HISTORY = 40
+# The gateway's limit; HA's own ids are 26-character ULIDs, only API callers pick longer ones.
+MAX_CONVERSATION_ID = 256
 
 
 async def async_setup_entry(
-    hass: HomeAssistant, entry: AthenaConfigEntry, async_add_entities: AddEntitiesCallback
+    hass: HomeAssistant, entry: AthenaConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
 ) -> None:
     async_add_entities([AthenaConversationEntity(entry)])
 
@@ -84,6 +86,9 @@ class AthenaConversationEntity(conversation.ConversationEntity):
         except AthenaError as err:
             LOGGER.warning("Athena at %s could not answer: %s", self.entry.runtime_data.client.url, err)
             speech = _failure_speech(err)
+            if isinstance(err, InvalidAuth):
+                # HA shows a "re-authenticate" card; the reauth flow asks for the new token.
+                self.entry.async_start_reauth(self.hass)
             response.async_set_error(intent.IntentResponseErrorCode.FAILED_TO_HANDLE, speech)
             agent_id = self._error_agent_id
         else:
@@ -114,7 +119,7 @@ class AthenaConversationEntity(conversation.ConversationEntity):
             **where,
             "history": unforwarded_turns(chat_log.content, self.entity_id, self._error_agent_id),
         }
-        if pass_id:
+        if pass_id and len(chat_log.conversation_id) <= MAX_CONVERSATION_ID:
             # Without a device, the gateway keys the session on this id: a conversation typed in HA's Assist
             # dialog (or sent through its API) stays one Athena session for as long as HA keeps the id.
             payload["conversation_id"] = chat_log.conversation_id

@@ -1,5 +1,5 @@
-"""The real gateway (uvicorn + the FastAPI app) on a loopback port inside the test's event loop, in front of the
-fake LLM server. In-process so a test can move the sessions' clock instead of sleeping."""
+"""The real gateway (uvicorn + the FastAPI app) on a loopback port inside the test's event loop, in front
+of the fake LLM server. In-process so a test can move the sessions' clock instead of sleeping."""
 
 from __future__ import annotations
 
@@ -116,9 +116,7 @@ GatewayFactory = Callable[..., Awaitable[LiveGateway]]
 
 
 @pytest.fixture
-async def gateway_factory(
-    tmp_path: Path, fake_llm: FakeLLM
-) -> AsyncIterator[GatewayFactory]:
+async def gateway_factory(tmp_path: Path, fake_llm: FakeLLM) -> AsyncIterator[GatewayFactory]:
     """`await gateway_factory(session_timeout=60)`: a gateway with these settings over the fake LLM."""
     async with contextlib.AsyncExitStack() as stack:
 

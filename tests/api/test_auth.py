@@ -44,7 +44,9 @@ async def test_health_endpoints_need_no_token(gateway: LiveGateway) -> None:
 
 
 async def test_the_bearer_scheme_is_case_insensitive(gateway: LiveGateway) -> None:
-    async with httpx.AsyncClient(base_url=gateway.url, headers={"Authorization": f"bearer {gateway.token}"}) as c:
+    async with httpx.AsyncClient(
+        base_url=gateway.url, headers={"Authorization": f"bearer {gateway.token}"}
+    ) as c:
         assert (await c.get("/athena/info")).status_code == 200
 
 

@@ -1,10 +1,11 @@
-"""Every way the LLM or the store can fail: a voice user hears a short sentence, an OpenAI client gets a precise
-status or an SSE error event, and nothing is saved as if it had been answered."""
+"""Every way the LLM or the store can fail: a voice user hears a short sentence, an OpenAI client gets a
+precise status or an SSE error event, and nothing is saved as if it had been answered."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -121,11 +122,25 @@ async def test_a_stream_dropped_mid_answer_ends_with_an_sse_error_event(
 def own_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     binary = shutil.which("redis-server")
     if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is required in CI for the store-down test")
         pytest.skip("redis-server is not installed")
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="athena-redis-")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -165,7 +180,9 @@ async def test_store_down_is_spoken_for_ha_and_503_for_openai_clients(
     proc.wait(timeout=5)
 
     body = await gw.converse("hello again", device_id="office")
-    assert assert_spoken_error(body) == "Sorry, I can't reach my memory right now. Please try again in a moment."
+    assert (
+        assert_spoken_error(body) == "Sorry, I can't reach my memory right now. Please try again in a moment."
+    )
 
     resp = await gw.client.post(
         "/v1/chat/completions",

@@ -72,7 +72,9 @@ async def test_an_expired_session_starts_fresh(gateway_factory: GatewayFactory, 
     assert [m["role"] for m in llm_messages(fake_llm)] == ["system", "user"]
 
 
-async def test_a_per_device_timeout_override_applies(gateway_factory: GatewayFactory, fake_llm: FakeLLM) -> None:
+async def test_a_per_device_timeout_override_applies(
+    gateway_factory: GatewayFactory, fake_llm: FakeLLM
+) -> None:
     gw = await gateway_factory(session_timeout=600, devices={"garage": {"timeout": 30}})
     a = await gw.converse("hi", device_id="garage")
     b = await gw.converse("hi", device_id="office")
@@ -108,7 +110,9 @@ async def test_conversation_id_without_a_device_continues_that_session(
     assert len(llm_messages(fake_llm)) == 4
 
 
-async def test_an_unknown_conversation_id_keys_its_own_session(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
+async def test_an_unknown_conversation_id_keys_its_own_session(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
     a = await gateway.converse("hello", conversation_id="01JHACONVERSATION0000000000")
     b = await gateway.converse("again", conversation_id="01JHACONVERSATION0000000000")
     assert a["conversation_id"] == b["conversation_id"]
@@ -141,7 +145,10 @@ async def test_turns_home_assistant_answered_are_added_to_the_history_first(
     session = await gateway.session("office")
     assert session is not None
     assert [m["content"] for m in session["messages"]] == [
-        "turn on the heater", "Turned on the heater", "is it cold outside?", "Reply to: is it cold outside?",
+        "turn on the heater",
+        "Turned on the heater",
+        "is it cold outside?",
+        "Reply to: is it cold outside?",
     ]
 
 
@@ -208,7 +215,9 @@ async def test_the_saved_turn_records_how_it_was_answered(gateway: LiveGateway) 
     assert assistant["meta"]["latency_ms"] >= 0
 
 
-async def test_start_over_answers_locally_with_a_fresh_session(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
+async def test_start_over_answers_locally_with_a_fresh_session(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
     first = await gateway.converse("remember the number seven", device_id="office")
     calls = len(fake_llm.requests)
     reset = await gateway.converse("start over", device_id="office")

@@ -11,7 +11,9 @@ async def test_live_and_ready(gateway: LiveGateway) -> None:
     assert (await gateway.client.get("/health/ready")).json() == {"status": "ready"}
 
 
-async def test_ready_is_503_with_a_reason_when_the_llm_is_down(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
+async def test_ready_is_503_with_a_reason_when_the_llm_is_down(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
     assert gateway.runtime.probe is not None
     gateway.runtime.probe.ttl = 0  # probe on every call for this test
     assert (await gateway.client.get("/health/ready")).status_code == 200
@@ -42,7 +44,9 @@ async def test_health_summary(gateway: LiveGateway) -> None:
     assert body["status"] == "ok"
     assert body["version"] == "0.1.0"
     assert body["store"]["kind"] == "memory" and body["store"]["ok"] is True
-    assert body["llm"]["api"] == "openai" and body["llm"]["model"] == "fake-model" and body["llm"]["ok"] is True
+    assert (
+        body["llm"]["api"] == "openai" and body["llm"]["model"] == "fake-model" and body["llm"]["ok"] is True
+    )
     assert "enabled" in body["local_path"]
 
 

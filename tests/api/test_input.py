@@ -24,7 +24,9 @@ def assert_error(resp: Any, status: int, code: str | None = None) -> dict[str, A
 
 
 async def post_raw(gw: LiveGateway, content: bytes, path: str = "/ha/conversation", **headers: str) -> Any:
-    return await gw.client.post(path, content=content, headers={"content-type": "application/json", **headers})
+    return await gw.client.post(
+        path, content=content, headers={"content-type": "application/json", **headers}
+    )
 
 
 async def test_bad_json_is_400(gateway: LiveGateway) -> None:
@@ -46,7 +48,9 @@ async def test_bad_json_is_400(gateway: LiveGateway) -> None:
         ({"text": "hi", "language": "x" * 100}, "language"),
     ],
 )
-async def test_wrong_types_are_422_naming_the_field(gateway: LiveGateway, body: dict[str, Any], field: str) -> None:
+async def test_wrong_types_are_422_naming_the_field(
+    gateway: LiveGateway, body: dict[str, Any], field: str
+) -> None:
     error = assert_error(await gateway.client.post("/ha/conversation", json=body), 422)
     assert error["message"].startswith(field + ":"), error["message"]
 
@@ -82,14 +86,18 @@ async def test_a_body_over_the_limit_is_413_before_parsing(gateway_factory: Gate
             yield b"x" * 500
         yield b'"}'
 
-    resp = await gw.client.post("/ha/conversation", content=chunked(), headers={"content-type": "application/json"})
+    resp = await gw.client.post(
+        "/ha/conversation", content=chunked(), headers={"content-type": "application/json"}
+    )
     assert_error(resp, 413, "body_too_large")
 
     async def small() -> AsyncIterator[bytes]:
         yield b'{"text": '
         yield b'"hello"}'
 
-    resp = await gw.client.post("/ha/conversation", content=small(), headers={"content-type": "application/json"})
+    resp = await gw.client.post(
+        "/ha/conversation", content=small(), headers={"content-type": "application/json"}
+    )
     assert resp.status_code == 200, resp.text
 
 
@@ -133,7 +141,9 @@ async def test_unknown_path_and_wrong_method_use_the_error_shape(gateway: LiveGa
 
 
 async def test_a_non_json_content_type_is_415(gateway: LiveGateway) -> None:
-    resp = await gateway.client.post("/ha/conversation", content=b"text=hi", headers={"content-type": "text/plain"})
+    resp = await gateway.client.post(
+        "/ha/conversation", content=b"text=hi", headers={"content-type": "text/plain"}
+    )
     assert_error(resp, 415, "unsupported_media_type")
 
 
@@ -151,12 +161,23 @@ async def test_openai_bad_bodies_are_422(gateway: LiveGateway) -> None:
 
 async def test_no_client_input_gives_a_500(gateway: LiveGateway) -> None:
     bodies: list[bytes] = [
-        b"{}", b'{"text": {}}', b'{"text": "hi", "history": [1]}', b'{"text": "hi", "history": [{}]}',
-        b'{"text": "hi", "conversation_id": 5}', b'{"text": "hi", "conversation_id": "' + b"z" * 300 + b'"}',
-        b'{"text": "hi", "new_session": "maybe"}', b'{"text": "\\u0000"}', b"[" * 1000 + b"]" * 1000,
-        b'{"text": "hi", "satellite_id": "../../etc"}', b'{"text": 1e999}',
+        b"{}",
+        b'{"text": {}}',
+        b'{"text": "hi", "history": [1]}',
+        b'{"text": "hi", "history": [{}]}',
+        b'{"text": "hi", "conversation_id": 5}',
+        b'{"text": "hi", "conversation_id": "' + b"z" * 300 + b'"}',
+        b'{"text": "hi", "new_session": "maybe"}',
+        b'{"text": "\\u0000"}',
+        b"[" * 1000 + b"]" * 1000,
+        b'{"text": "hi", "satellite_id": "../../etc"}',
+        b'{"text": 1e999}',
     ]
     for raw in bodies:
         for path in ("/ha/conversation", "/v1/chat/completions"):
             resp = await post_raw(gateway, raw, path)
-            assert 400 <= resp.status_code < 500 or resp.status_code == 200, (raw, resp.status_code, resp.text)
+            assert 400 <= resp.status_code < 500 or resp.status_code == 200, (
+                raw,
+                resp.status_code,
+                resp.text,
+            )

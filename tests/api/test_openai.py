@@ -28,7 +28,9 @@ def assert_stream_shape(events: list[Any]) -> str:
     return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
 
 
-async def test_relay_forwards_the_clients_conversation_as_it_is(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
+async def test_relay_forwards_the_clients_conversation_as_it_is(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
     resp = await gateway.client.post(
         "/v1/chat/completions", json={"model": "fake-model", "messages": CLIENT_MESSAGES, "temperature": 0.2}
     )
@@ -46,7 +48,9 @@ async def test_relay_forwards_the_clients_conversation_as_it_is(gateway: LiveGat
 
 async def test_relay_stream_has_the_openai_chunk_format(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
     fake_llm.configure(reply="The kitchen light is on.")
-    resp = await gateway.client.post("/v1/chat/completions", json={"messages": CLIENT_MESSAGES, "stream": True})
+    resp = await gateway.client.post(
+        "/v1/chat/completions", json={"messages": CLIENT_MESSAGES, "stream": True}
+    )
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/event-stream")
     assert assert_stream_shape(sse_events(resp.content)) == "The kitchen light is on."
@@ -110,7 +114,10 @@ async def test_device_mode_stream_saves_the_turn(gateway: LiveGateway, fake_llm:
     fake_llm.configure(reply="It is sunny today.")
     resp = await gateway.client.post(
         "/v1/chat/completions",
-        json={"messages": [{"role": "user", "content": [{"type": "text", "text": "weather?"}]}], "stream": True},
+        json={
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "weather?"}]}],
+            "stream": True,
+        },
         headers={"X-Athena-Device": "office"},
     )
     assert resp.status_code == 200
@@ -163,3 +170,38 @@ async def test_models_come_from_the_backend(gateway: LiveGateway, fake_llm: Fake
     resp = await gateway.client.get("/v1/models")
     assert resp.status_code == 502
     assert resp.json()["error"]["code"] == "llm_unavailable"
+
+
+async def test_device_mode_start_over_reports_the_fresh_session(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
+    first = await gateway.converse("hello", device_id="office")
+    for stream in (False, True):
+        resp = await gateway.client.post(
+            "/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "start over"}], "stream": stream},
+            headers={"X-Athena-Device": "office"},
+        )
+        assert resp.status_code == 200
+        session = await gateway.session("office")
+        assert session is not None and session["messages"] == []
+        assert resp.headers["x-athena-session"] == session["id"] != first["conversation_id"]
+        if stream:
+            assert assert_stream_shape(sse_events(resp.content)) == "Okay, let's start over."
+        else:
+            assert resp.json()["choices"][0]["message"]["content"] == "Okay, let's start over."
+
+
+async def test_relay_passes_an_upstream_client_error_on(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
+    fake_llm.configure(status=404)
+    for stream in (False, True):
+        resp = await gateway.client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "no-such-model",
+                "messages": [{"role": "user", "content": "hi"}],
+                "stream": stream,
+            },
+        )
+        assert resp.status_code == 404
+        assert "error" in resp.json()

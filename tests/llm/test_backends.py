@@ -30,7 +30,7 @@ async def test_chat_returns_the_answer_and_sends_the_history(llm: Backend, fake_
 
 
 async def test_stream_yields_text_deltas_that_join_to_the_answer(llm: Backend, fake_llm: FakeLLM) -> None:
-    fake_llm.configure(reply="Which room do you mean?")
+    fake_llm.configure(reply="Which room do you mean?", chunk_delay=0.02)  # each delta in a read of its own
     deltas = await collect(llm)
     assert "".join(deltas) == "Which room do you mean?"
     assert len(deltas) == 5
@@ -110,7 +110,7 @@ async def test_a_backend_that_is_not_open_says_so(api: str, fake_llm: FakeLLM) -
 async def test_refused_connection_is_an_llm_error(api: str, refused_url: str) -> None:
     async with backend_for(api, refused_url) as llm:
         for call in (llm.chat(USER), collect(llm), llm.ping(), llm.models()):
-            with pytest.raises(LLMError, match="cannot reach") as info:
+            with pytest.raises(LLMError, match=r"cannot reach .*: connection refused") as info:
                 await call
             assert not isinstance(info.value, LLMTimeout)
 
@@ -136,13 +136,14 @@ async def test_first_token_timeout(api: str, fake_llm: FakeLLM) -> None:
 
 
 async def test_stream_past_the_whole_answer_timeout_fails_mid_stream(api: str, fake_llm: FakeLLM) -> None:
+    # Text flows every 0.05 s, so the first-token deadline (0.2 s) is met; the whole answer needs 2 s.
     fake_llm.configure(reply=LONG, chunk_delay=0.05)
     got: list[str] = []
-    async with backend_for(api, fake_llm.url, first_token=1, total=0.4) as llm:
-        with pytest.raises(LLMTimeout, match=r"did not finish its answer within 0\.4 s"):
+    async with backend_for(api, fake_llm.url, first_token=0.2, total=0.6) as llm:
+        with pytest.raises(LLMTimeout, match=r"did not finish its answer within 0\.6 s"):
             async for delta in llm.stream(USER):
                 got.append(delta)
-    assert 0 < len(got) < 40
+    assert 4 < len(got) < 40
 
 
 async def test_http_error_status(llm: Backend, fake_llm: FakeLLM) -> None:
@@ -224,3 +225,33 @@ async def test_connection_dropped_mid_body(llm: Backend, fake_llm: FakeLLM) -> N
     fake_llm.configure(drop_after=0)
     with pytest.raises(LLMError, match="closed the connection"):
         await llm.chat(USER)
+
+
+async def test_lines_split_across_network_reads_are_joined() -> None:
+    """A server that flushes half an event, waits, then the rest: the reader must not parse half a line."""
+    from aiohttp import web
+
+    async def sse(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        event = b'data: {"choices": [{"delta": {"content": "split word"}, "finish_reason": "stop"}]}\n\n'
+        for part in (event[:17], event[17:40], event[40:], b"data: [DO", b"NE]\n\n"):
+            await resp.write(part)
+            await asyncio.sleep(0.02)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", sse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with backend_for("openai", f"http://127.0.0.1:{port}") as llm:
+            assert await collect(llm) == ["split word"]
+            chunks = [c async for c in llm.relay_stream({"messages": USER})]
+            assert b"".join(c.event for c in chunks).endswith(b"data: [DONE]\n\n")
+    finally:
+        await runner.cleanup()

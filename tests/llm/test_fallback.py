@@ -57,7 +57,7 @@ async def test_fails_over_before_any_text(
     assert (await pair.relay(REQUEST)).text == "from the fallback"
     events = [c async for c in pair.relay_stream(REQUEST)]
     assert "".join(c.text for c in events) == "from the fallback"
-    assert events[-1].event == b"data: [DONE]\n\n"
+    assert events[-1].event.endswith(b"data: [DONE]\n\n")
     assert len(second_llm.requests) == 4
 
 
@@ -147,3 +147,14 @@ async def test_created_backend_talks_to_the_fake(fake_llm: FakeLLM) -> None:
     finally:
         await llm.close()
     assert fake_llm.requests[0]["headers"]["authorization"] == "Bearer k"
+
+
+async def test_an_empty_answer_is_relayed_not_fallen_back(
+    pair: FallbackBackend, fake_llm: FakeLLM, second_llm: FakeLLM
+) -> None:
+    fake_llm.configure(reply="")
+    chunks = [c async for c in pair.relay_stream(REQUEST)]
+    assert b"".join(c.event for c in chunks).endswith(b"data: [DONE]\n\n")
+    assert all(not c.text for c in chunks)
+    assert [d async for d in pair.stream(USER)] == []
+    assert second_llm.requests == []

@@ -16,15 +16,17 @@ REQUEST = {"model": "", "messages": [{"role": "user", "content": "what time is i
 
 
 def parse_events(chunks: list[RelayChunk]) -> list[dict]:
-    """Check each event is one complete SSE frame; return the JSON payloads (without [DONE])."""
+    """Check each chunk is whole SSE frames, [DONE] last; return the JSON payloads (without [DONE])."""
     payloads = []
     for chunk in chunks:
-        assert chunk.event.startswith(b"data: ")
         assert chunk.event.endswith(b"\n\n")
-        assert chunk.event.count(b"\n") == 2
-        raw = chunk.event[6:-2]
-        if raw != b"[DONE]":
-            payloads.append(json.loads(raw))
+        for frame in chunk.event[:-2].split(b"\n\n"):
+            assert frame.startswith(b"data: ")
+            assert b"\n" not in frame
+            if frame != b"data: [DONE]":
+                payloads.append(json.loads(frame[6:]))
+    assert chunks[-1].event.endswith(b"data: [DONE]\n\n")
+    assert b"".join(c.event for c in chunks).count(b"[DONE]") == 1
     return payloads
 
 
@@ -65,7 +67,6 @@ async def test_relay_passes_tool_calls(fake_llm: FakeLLM) -> None:
 async def test_relay_stream_gives_complete_events_ending_with_done(llm: Backend, fake_llm: FakeLLM) -> None:
     fake_llm.configure(reply="It is noon.")
     chunks = [c async for c in llm.relay_stream(REQUEST)]
-    assert chunks[-1].event == b"data: [DONE]\n\n"
     payloads = parse_events(chunks)
     assert all(p["object"] == "chat.completion.chunk" for p in payloads)
     assert payloads[0]["choices"][0]["delta"]["role"] == "assistant"
@@ -143,3 +144,14 @@ async def test_ollama_relay_needs_messages(fake_llm: FakeLLM) -> None:
     async with backend_for("ollama", fake_llm.url) as llm:
         with pytest.raises(LLMError, match="no 'messages'"):
             await llm.relay({"model": "m"})
+
+
+async def test_relay_stream_first_chunk_carries_text(llm: Backend, fake_llm: FakeLLM) -> None:
+    """The role-only event is held until the model's first words, so the first chunk means 'started'."""
+    fake_llm.configure(reply="Sure, done.", chunk_delay=0.03)  # the role event arrives on its own
+    chunks = [c async for c in llm.relay_stream(REQUEST)]
+    assert chunks[0].text == "Sure, "
+    assert b'"role":' in chunks[0].event.replace(b" ", b"")
+    assert len(chunks) > 2
+    assert "".join(c.text for c in chunks) == "Sure, done."
+    parse_events(chunks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import sqlite3
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from athena.config import Settings
 from athena.sessions.manager import SessionManager
+from athena.sessions.models import Message
 from athena.stores import StoreError, create_store, store_kind
 from athena.stores.memory import MemoryStore
 from athena.stores.redis import RedisStore
@@ -139,3 +141,57 @@ def test_create_store_by_url() -> None:
             create_store(bad)
     with pytest.raises(ValueError, match="prefix"):
         create_store("redis://h?prefix=a{b}")
+
+
+async def test_sqlite_waits_for_another_writer_off_the_event_loop(tmp_path: Path) -> None:
+    path = tmp_path / "athena.db"
+    store = SQLiteStore(path, busy_timeout=5.0)
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
+
+        async def release() -> None:
+            await asyncio.sleep(0.05)  # runs only if the store's wait leaves the event loop free
+            other.execute("COMMIT")
+
+        releaser = asyncio.create_task(release())
+        got = await store.acquire("kitchen", 1000.0, 300, 3600, "01A")
+        await releaser
+        assert got.created and store.waits == 1
+        assert (await store.get("kitchen")) == got.session
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_sqlite_lock_held_too_long_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "athena.db"
+    store = SQLiteStore(path, busy_timeout=0.1)
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError, match="database is locked"):
+            await store.acquire("kitchen", 1000.0, 300, 3600, "01A")
+        other.execute("ROLLBACK")
+        assert (await store.acquire("kitchen", 1000.0, 300, 3600, "01A")).created  # the connection is usable
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_sqlite_checkpoints_keep_the_wal_small(tmp_path: Path) -> None:
+    sizes = {}
+    for every in (20, 10**9):
+        path = tmp_path / f"every-{every}.db"
+        store = SQLiteStore(path, checkpoint_every=every)
+        await store.open()
+        try:
+            got = await store.acquire("kitchen", 1000.0, 300, 3600, "01A")
+            for i in range(300):
+                await store.append(got.session.id, [Message("user", f"m{i}", 1000.0)], 1000.0, 300, 3600, 50)
+            sizes[every] = os.path.getsize(f"{path}-wal")  # noqa: ASYNC240
+        finally:
+            await store.close()
+    assert sizes[20] * 5 < sizes[10**9], sizes

@@ -9,6 +9,7 @@ Stdlib + aiohttp only, so both the gateway's 3.11 venv and the 3.13 HA venv can 
 
 pytest: `from tests.support.hass import hass_process, hass_home` in a conftest gives session-scoped fixtures
 (one process per test run even when several conftests import them).
+For homes of 1000 entities or HA going away and coming back, see tests/support/recorded_ha.py (a stand-in).
 """
 
 from __future__ import annotations

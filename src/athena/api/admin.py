@@ -3,9 +3,9 @@ and token with /athena/info) and the live sessions (list, show, clear one device
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from athena import __version__
 from athena.api.bodies import device_id
@@ -15,14 +15,11 @@ from athena.api.state import engine, runtime
 from athena.sessions.manager import SessionManager
 from athena.stores.base import StoreError
 
-router = APIRouter(prefix="/athena")
-
 
 def _manager(request: Request) -> SessionManager:
     return engine(request).manager
 
 
-@router.get("/info")
 async def info(request: Request) -> Response:
     rt = runtime(request)
     llm = engine(request).llm
@@ -37,7 +34,6 @@ async def info(request: Request) -> Response:
     )
 
 
-@router.get("/sessions")
 async def list_sessions(request: Request) -> Response:
     try:
         sessions = await _manager(request).list_active()
@@ -46,9 +42,8 @@ async def list_sessions(request: Request) -> Response:
     return json_response({"sessions": sessions})
 
 
-@router.get("/sessions/{device:path}")
-async def show_session(request: Request, device: str) -> Response:
-    key = device_id(device, "device")
+async def show_session(request: Request) -> Response:
+    key = device_id(request.path_params["device"], "device")
     assert key is not None
     try:
         found = await engine(request).transcript(key)
@@ -63,9 +58,8 @@ async def show_session(request: Request, device: str) -> Response:
     return json_response(described)
 
 
-@router.delete("/sessions/{device:path}")
-async def clear_session(request: Request, device: str) -> Response:
-    key = device_id(device, "device")
+async def clear_session(request: Request) -> Response:
+    key = device_id(request.path_params["device"], "device")
     assert key is not None
     try:
         cleared = await _manager(request).clear(key)
@@ -74,3 +68,12 @@ async def clear_session(request: Request, device: str) -> Response:
     if not cleared:
         raise ApiError(404, f"no live session for device {key!r}", "no_session")
     return json_response({"cleared": True, "device": key})
+
+
+# Plain Starlette routes: no dependency injection on the hot path; bodies are parsed in bodies.py.
+routes = [
+    Route("/athena/info", info, methods=["GET"]),
+    Route("/athena/sessions", list_sessions, methods=["GET"]),
+    Route("/athena/sessions/{device:path}", show_session, methods=["GET"]),
+    Route("/athena/sessions/{device:path}", clear_session, methods=["DELETE"]),
+]

@@ -19,8 +19,10 @@ from athena.config import Settings
 from athena.engine.conversation import Engine
 from athena.intents import LocalPath
 from athena.llm import create_backend
+from athena.llm.base import LLMError
 from athena.sessions.manager import SessionManager
 from athena.stores import create_store
+from athena.stores.base import StoreError
 
 log = structlog.get_logger("athena.api")
 
@@ -32,25 +34,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            manager = SessionManager(create_store(settings.store_url), settings, clock)
-            await manager.start()
-            stack.push_async_callback(manager.stop)
-            llm = create_backend(settings)
-            await llm.open()
-            stack.push_async_callback(llm.close)
-            local = await LocalPath.start(settings, sessions=manager)
-            stack.push_async_callback(local.close)
-            rt.manager, rt.llm, rt.local = manager, llm, local
-            rt.engine = Engine(manager, llm, settings, local.handlers)
-            rt.probe = health.Probe(manager, llm)
-            log.info(
-                "athena.started",
-                version=__version__,
-                store=rt.store,
-                llm=f"{llm.name} {llm.model}",
-                local_path=local.status(),
-                token=rt.token.source,
-            )
+            try:
+                await _start(rt, stack)
+            except (StoreError, LLMError, OSError) as exc:
+                rt.start_error = str(exc) or type(exc).__name__  # said in one line by the middleware
+                raise
             yield
             log.info("athena.stopping")
 
@@ -65,11 +53,36 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.state.athena = rt
     errors.install(app)
     for module in (ha, openai, health, admin):
-        app.include_router(module.router)
+        app.router.routes.extend(module.routes)
     app.add_middleware(
         GatewayMiddleware,
         token=rt.token,
         max_body=settings.max_body_bytes,
         endpoints=lambda: {getattr(r, "path", "") for r in app.routes},
+        start_error=lambda: rt.start_error,
     )
     return app
+
+
+async def _start(rt: Runtime, stack: contextlib.AsyncExitStack) -> None:
+    """Open the store, the LLM backend and the local path; the stack closes them in reverse."""
+    settings, clock = rt.settings, rt.clock
+    manager = SessionManager(create_store(settings.store_url), settings, clock)
+    await manager.start()
+    stack.push_async_callback(manager.stop)
+    llm = create_backend(settings)
+    await llm.open()
+    stack.push_async_callback(llm.close)
+    local = await LocalPath.start(settings, sessions=manager)
+    stack.push_async_callback(local.close)
+    rt.manager, rt.llm, rt.local = manager, llm, local
+    rt.engine = Engine(manager, llm, settings, local.handlers)
+    rt.probe = health.Probe(manager, llm)
+    log.info(
+        "athena.started",
+        version=__version__,
+        store=rt.store,
+        llm=f"{llm.name} {llm.model}",
+        local_path=local.status(),
+        token=rt.token.source,
+    )

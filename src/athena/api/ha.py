@@ -8,18 +8,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from athena.api.bodies import clean_text, device_id, read_model
 from athena.api.responses import json_response
 from athena.api.state import engine, runtime
 from athena.engine.types import Reply, Target, Turn
 from athena.sessions.models import Message
-
-router = APIRouter()
 
 _Short = Field(default=None, max_length=256)
 
@@ -75,13 +73,15 @@ def conversation_result(reply: Reply, language: str) -> dict[str, Any]:
     }
 
 
-@router.post("/ha/conversation")
 async def conversation(request: Request) -> Response:
     eng = engine(request)
     body = await read_model(request, ConversationIn)
     settings = runtime(request).settings
     text = clean_text(body.text, "text", settings.max_text_chars)
-    key = device_id(body.device_id, "device_id") or device_id(body.satellite_id, "satellite_id")
+    # An empty id is "none given" (some clients send ""); anything else must be a valid id.
+    key = device_id(body.device_id or None, "device_id") or device_id(
+        body.satellite_id or None, "satellite_id"
+    )
     now = eng.clock()
     prior = tuple(
         Message(p.role, p.content, now, {"source": "home_assistant"})
@@ -105,3 +105,9 @@ async def conversation(request: Request) -> Response:
     )
     reply = await eng.handle(turn)
     return json_response(conversation_result(reply, turn.language))
+
+
+# Plain Starlette routes: no dependency injection on the hot path; bodies are parsed in bodies.py.
+routes = [
+    Route("/ha/conversation", conversation, methods=["POST"]),
+]

@@ -8,18 +8,16 @@ import asyncio
 import time
 from typing import Any
 
-from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from athena import __version__
 from athena.api.responses import json_response
 from athena.api.state import runtime
 from athena.llm.base import LLMBackend
 from athena.sessions.manager import SessionManager
-
-router = APIRouter()
 
 PROBE_TTL = 3.0
 PROBE_TIMEOUT = 2.0
@@ -57,12 +55,10 @@ class Probe:
         return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
 
 
-@router.get("/health/live")
-async def live() -> Response:
+async def live(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/health/ready")
 async def ready(request: Request) -> Response:
     probe = runtime(request).probe
     if probe is None:
@@ -74,7 +70,6 @@ async def ready(request: Request) -> Response:
     return json_response({"status": "ready"})
 
 
-@router.get("/health")
 async def summary(request: Request) -> Response:
     rt = runtime(request)
     if rt.probe is None or rt.llm is None or rt.local is None:
@@ -93,6 +88,14 @@ async def summary(request: Request) -> Response:
     )
 
 
-@router.get("/metrics")
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+# Plain Starlette routes: no dependency injection on the hot path; bodies are parsed in bodies.py.
+routes = [
+    Route("/health/live", live, methods=["GET"]),
+    Route("/health/ready", ready, methods=["GET"]),
+    Route("/health", summary, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]

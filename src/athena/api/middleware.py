@@ -28,15 +28,25 @@ _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 class GatewayMiddleware:
     def __init__(
-        self, app: ASGIApp, *, token: ApiToken, max_body: int, endpoints: Callable[[], set[str]]
+        self,
+        app: ASGIApp,
+        *,
+        token: ApiToken,
+        max_body: int,
+        endpoints: Callable[[], set[str]],
+        start_error: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.app = app
         self.token = token
         self.max_body = max_body
         self._endpoints = endpoints
+        self._start_error = start_error
         self._known: set[str] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._quiet_startup(send))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -123,6 +133,16 @@ class GatewayMiddleware:
             return await receive()
 
         return replay
+
+    def _quiet_startup(self, send: Send) -> Send:
+        """An expected start-up failure (store or LLM unreachable) is one line, not a traceback."""
+
+        async def send_short(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed" and (error := self._start_error()):
+                message = {**message, "message": f"Athena cannot start: {error}"}
+            await send(message)
+
+        return send_short
 
     def _endpoint(self, scope: Scope) -> str:
         """A bounded label: the matched route's template, else the path if it is known, else "other"."""

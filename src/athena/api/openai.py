@@ -18,10 +18,10 @@ from typing import Any, Literal
 
 import orjson
 import structlog
-from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from athena.api.bodies import clean_text, device_id, read_json, validate
 from athena.api.errors import ApiError, error_body
@@ -33,7 +33,6 @@ from athena.llm.base import LLMBackend, LLMError, LLMHTTPError, LLMTimeout
 from athena.observability import ANSWERS
 
 log = structlog.get_logger("athena.api")
-router = APIRouter()
 
 DEVICE_HEADER = "x-athena-device"
 SESSION_HEADER = "X-Athena-Session"
@@ -154,7 +153,6 @@ def _sse(
     return StreamingResponse(events(), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
 
 
-@router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     data = await read_json(request)
     body = validate(ChatIn, data)
@@ -254,7 +252,6 @@ def _llm(request: Request) -> LLMBackend:
     return engine(request).llm
 
 
-@router.get("/v1/models")
 async def models(request: Request) -> Response:
     llm = _llm(request)
     try:
@@ -269,3 +266,10 @@ async def models(request: Request) -> Response:
             "data": [{"id": n, "object": "model", "created": 0, "owned_by": llm.name} for n in names],
         }
     )
+
+
+# Plain Starlette routes: no dependency injection on the hot path; bodies are parsed in bodies.py.
+routes = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/models", models, methods=["GET"]),
+]

@@ -33,6 +33,7 @@ class Runtime:
     local: LocalPath | None = None
     engine: Engine | None = None
     probe: Probe | None = None
+    start_error: str | None = None
     store: str = field(init=False)
 
     def __post_init__(self) -> None:

@@ -96,13 +96,16 @@ class Engine:
         stream); the LLM call starts when the stream is iterated. Raises TurnFailed on a store failure."""
         started = time.perf_counter()
         session: Session | None = None
+        answered: Reply | None = None
         try:
             session = await self._session(turn)
             history = await self._history(session, turn)
             local = await self._local(turn, session, history)
+            if local is not None:  # answered now, so the stream reports the right (maybe fresh) session
+                answered = await self._answer_local(turn, session, local, started)
         except StoreError as exc:
             raise TurnFailed(self._fail(turn, session, "store", exc, started)) from exc
-        return TurnStream(self, turn, session, history, local, started)
+        return TurnStream(self, turn, session, history, answered, started)
 
     # -- operator view ----------------------------------------------------------------------------
     async def transcript(self, device: str) -> tuple[dict[str, Any], list[Message]] | None:
@@ -245,30 +248,23 @@ class TurnStream:
         turn: Turn,
         session: Session,
         history: list[Message],
-        local: LocalAnswer | None,
+        answered: Reply | None,
         started: float,
     ) -> None:
         self._engine = engine
         self._turn = turn
         self._history = history
-        self._local = local
         self._started = started
         self.session = session
-        self.session_id = session.id
-        self.reply: Reply | None = None
+        self.session_id = answered.session_id if answered else session.id
+        self.reply: Reply | None = answered
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self._run()
 
     async def _run(self) -> AsyncIterator[str]:
         engine, turn, session = self._engine, self._turn, self.session
-        if self._local is not None:
-            try:
-                self.reply = await engine._answer_local(turn, session, self._local, self._started)
-            except StoreError as exc:
-                self.reply = engine._fail(turn, session, "store", exc, self._started)
-                raise TurnFailed(self.reply) from exc
-            self.session_id = self.reply.session_id
+        if self.reply is not None:  # answered locally
             yield self.reply.speech
             return
         messages = build_messages(engine.settings, turn, self._history)

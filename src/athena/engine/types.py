@@ -57,7 +57,7 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class LocalAnswer:
-    """A local handler's answer; `meta` is saved on the assistant message (e.g. the intent, for follow-ups)."""
+    """A local handler's answer; `meta` is saved on the assistant message (the intent, for follow-ups)."""
 
     speech: str
     response_type: ResponseType = "action_done"
@@ -71,4 +71,6 @@ class LocalAnswer:
 class LocalHandler(Protocol):
     """Tried in order before the LLM; returning None passes the turn on."""
 
-    async def handle(self, turn: Turn, session: Session, history: Sequence[Message]) -> LocalAnswer | None: ...
+    async def handle(
+        self, turn: Turn, session: Session, history: Sequence[Message]
+    ) -> LocalAnswer | None: ...

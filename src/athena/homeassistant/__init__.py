@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from athena.homeassistant.errors import HAAuthError, HAError, HAResponseError, HAUnavailable
@@ -44,7 +45,13 @@ class HAClient:
         background and start anyway (turns fall through to the LLM until it is back)."""
         await self.registry.start()
         await self.ws.start()  # the first connect loads the registries (on_connect)
-        await self.registry.wait_loaded(wait)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        # Done when loaded, or as soon as a first connect has failed (HA down must not hold up start-up).
+        while not self.home.loaded and self.ws.failed_attempts == 0:
+            left = deadline - loop.time()
+            if left <= 0 or await self.registry.wait_loaded(min(left, 0.05)):
+                break
 
     async def close(self) -> None:
         await self.registry.close()

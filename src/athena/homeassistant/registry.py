@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from athena.homeassistant.errors import HAError
+from athena.homeassistant.errors import HAError, HAResponseError
 from athena.homeassistant.rest import HARest
 from athena.homeassistant.websocket import HAWebSocket
 
@@ -117,6 +117,79 @@ class Home:
         return self.areas.get(area_id) if area_id else None
 
 
+# HA's defaults for entities nobody has set exposure on (homeassistant/exposed_entities.py).
+DEFAULT_EXPOSED_DOMAINS = frozenset(
+    {
+        "climate",
+        "cover",
+        "fan",
+        "humidifier",
+        "light",
+        "media_player",
+        "scene",
+        "switch",
+        "todo",
+        "vacuum",
+        "water_heater",
+    }
+)
+DEFAULT_EXPOSED_DEVICE_CLASSES = {
+    "binary_sensor": frozenset({"door", "garage_door", "lock", "motion", "opening", "presence", "window"}),
+    "sensor": frozenset(
+        {
+            "aqi",
+            "carbon_monoxide",
+            "carbon_dioxide",
+            "humidity",
+            "pm10",
+            "pm25",
+            "temperature",
+            "volatile_organic_compounds",
+        }
+    ),
+}
+
+
+def exposed_to_assist(
+    states: Iterable[Mapping[str, Any]],
+    entities: Iterable[Mapping[str, Any]],
+    exposed: Mapping[str, Mapping[str, Any]],
+) -> set[str]:
+    """Entity ids exposed to Assist, decided as HA does.
+
+    A registry entry's own `options.conversation.should_expose` wins; an entry without one gets HA's default
+    (by domain / device class, never hidden or entity-category ones). Entities outside the registry count only
+    when HA's exposure list names them. The list needs an admin token; without it, registry options decide.
+    """
+    registry = {e["entity_id"]: e for e in entities}
+    out: set[str] = set()
+    for state in states:
+        entity_id = state.get("entity_id")
+        if not isinstance(entity_id, str):
+            continue
+        entry = registry.get(entity_id)
+        if entry is None:
+            if (exposed.get(entity_id) or {}).get("conversation"):
+                out.add(entity_id)
+            continue
+        setting = ((entry.get("options") or {}).get("conversation") or {}).get("should_expose")
+        if setting is None:
+            if entity_id in exposed:
+                setting = bool(exposed[entity_id].get("conversation"))
+            elif entry.get("entity_category") or entry.get("hidden_by"):
+                setting = False
+            else:
+                domain = entity_id.split(".", 1)[0]
+                device_class = (state.get("attributes") or {}).get("device_class")
+                setting = (
+                    domain in DEFAULT_EXPOSED_DOMAINS
+                    or device_class in DEFAULT_EXPOSED_DEVICE_CLASSES.get(domain, ())
+                )
+        if setting:
+            out.add(entity_id)
+    return out
+
+
 def build_home(
     *,
     states: Iterable[Mapping[str, Any]],
@@ -130,6 +203,9 @@ def build_home(
 ) -> Home:
     """Assemble a snapshot from HA's raw API answers (also used by tests and the benchmark)."""
     aliases = aliases or {}
+    states = list(states)
+    entities = list(entities)
+    exposed_ids = exposed_to_assist(states, entities, exposed)
     device_areas = {d["id"]: d["area_id"] for d in devices if d.get("area_id")}
     registry = {e["entity_id"]: e for e in entities}
     entity_areas: dict[str, str] = {}
@@ -140,7 +216,7 @@ def build_home(
     home_entities: dict[str, Entity] = {}
     for state in states:
         entity_id = state.get("entity_id")
-        if not isinstance(entity_id, str) or not (exposed.get(entity_id) or {}).get("conversation"):
+        if entity_id not in exposed_ids:
             continue
         entry = registry.get(entity_id, {})
         attrs = state.get("attributes") or {}
@@ -195,6 +271,7 @@ class HomeRegistry:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._periodic: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
+        self._warned_exposure = False
         for event_type in REGISTRY_EVENTS:
             ws.on_event(event_type, self._on_registry_event)
         ws.on_connect(self._refresh_quietly)
@@ -246,19 +323,16 @@ class HomeRegistry:
         """Fetch everything and swap the snapshot atomically; raises HAError (keeping the old snapshot)."""
         async with self._lock:
             try:
-                states, areas, floors, devices, entities, exposed = await asyncio.gather(
+                states, areas, floors, devices, entities, exposed_map = await asyncio.gather(
                     self.rest.states(),
                     self.ws.call("config/area_registry/list"),
                     self._floors(),
                     self.ws.call("config/device_registry/list"),
                     self.ws.call("config/entity_registry/list"),
-                    self.ws.call("homeassistant/expose_entity/list"),
+                    self._exposure(),
                 )
-                exposed_map = (exposed or {}).get("exposed_entities", {})
                 registry_ids = {e["entity_id"] for e in entities}
-                wanted = [
-                    eid for eid, v in exposed_map.items() if v.get("conversation") and eid in registry_ids
-                ]
+                wanted = sorted(registry_ids & exposed_to_assist(states, entities, exposed_map))
                 aliases = await self._aliases(wanted)
             except HAError as exc:
                 self.last_error = str(exc)
@@ -284,6 +358,20 @@ class HomeRegistry:
                 version=self.home.version,
             )
             return self.home
+
+    async def _exposure(self) -> dict[str, Any]:
+        try:
+            result = await self.ws.call("homeassistant/expose_entity/list")
+        except HAResponseError as exc:
+            if "unauthorized" not in str(exc).lower():
+                raise
+            if (
+                not self._warned_exposure
+            ):  # a non-admin token: registry options decide (see exposed_to_assist)
+                log.warning("ha.registry.exposure_list_denied", hint="use an admin user's long-lived token")
+                self._warned_exposure = True
+            return {}
+        return (result or {}).get("exposed_entities", {})
 
     async def _floors(self) -> list[dict[str, Any]]:
         try:

@@ -50,6 +50,7 @@ class HAWebSocket:
         self._closing = False
         self.last_error: str | None = None
         self.ha_version: str | None = None
+        self.failed_attempts = 0  # connects that failed since the last success
 
     @property
     def connected(self) -> bool:
@@ -65,7 +66,10 @@ class HAWebSocket:
     async def start(self, wait: float = 0.0) -> None:
         """Start the connection supervisor; wait up to `wait` s for the first connect (no error if not)."""
         if self._runner is None:
-            self._session = aiohttp.ClientSession()
+            # No overall limit (the connection lives for hours); a connect must not hang on a dead host.
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, connect=self._timeout)
+            )
             self._runner = asyncio.create_task(self._supervise(), name="ha-websocket")
         if wait > 0:
             with contextlib.suppress(TimeoutError):
@@ -119,10 +123,10 @@ class HAWebSocket:
                 raise
             except HAError as exc:
                 self.last_error = str(exc)
-            except (
-                Exception
-            ) as exc:  # never let the supervisor die: the gateway keeps serving through the LLM
+                self.failed_attempts += 1
+            except Exception as exc:  # the supervisor never dies: the gateway keeps serving through the LLM
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                self.failed_attempts += 1
             self._connected.clear()
             self._fail_pending(HAUnavailable(self.last_error or "disconnected"))
             if self._ws is not None:
@@ -163,6 +167,7 @@ class HAWebSocket:
         self._ws = ws
         self._connected.set()
         self.last_error = None
+        self.failed_attempts = 0
         log.info("ha.websocket.connected", url=self.url, ha_version=self.ha_version)
         # Subscriptions and the on-connect work need the reader running: do them in a task.
         self._setup = asyncio.create_task(self._after_connect(ws), name="ha-websocket-setup")

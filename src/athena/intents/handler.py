@@ -79,7 +79,10 @@ class HAIntentHandler:
             found = await asyncio.to_thread(self.recognizer.recognize, text, li, home, area_name)
             if found is None:
                 return None
-            plan = Plan(found.intent, found.slots, found.response_key, found.domain, found.slot_texts)
+            # Copies: the recognition may be a cached one, shared with later turns.
+            plan = Plan(
+                found.intent, dict(found.slots), found.response_key, found.domain, dict(found.slot_texts)
+            )
         recognized = time.perf_counter()
         try:
             return await self._execute(plan, turn, li, area, started, recognized)
@@ -151,7 +154,10 @@ class HAIntentHandler:
             domains = {e.domain for e in entities}
             slots = {k: v for k, v in keep.items() if k != "domain" or v in domains}
             slots["name"], texts["name"] = entities[0].name, place
-            return Plan(mem.name, slots, "default", entities[0].domain, texts, "place")
+            key = mem.response_key
+            if not key or key.endswith(("_area", "_floor", "_all")):
+                key = "default"  # e.g. "Turned on the lights" (area) → "Turned on the light"
+            return Plan(mem.name, slots, key, entities[0].domain, texts, "place")
         else:
             return None
         if "domain" not in slots and mem.domain and "name" in mem.slots:

@@ -9,6 +9,7 @@ the LLM anyway.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,11 +53,21 @@ def build_slot_lists(home: Home) -> dict[str, SlotList]:
 
 
 class Recognizer:
-    """Thread-safe: recognition runs in a worker thread so a 10 ms parse never stalls the event loop."""
+    """Thread-safe: recognition runs in a worker thread so a 10 ms parse never stalls the event loop.
 
-    def __init__(self) -> None:
+    Like HA's default agent, results are cached per (sentence, language, room, registry snapshot): voice
+    commands repeat ("turn off the lights"), and a new snapshot invalidates every entry by its version.
+    """
+
+    def __init__(self, cache_size: int = 512) -> None:
         self._lists: tuple[int, dict[str, SlotList]] | None = None
         self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[str, str, str | None, int], Recognition | None] = OrderedDict()
+        self._cache_size = cache_size
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
 
     def slot_lists(self, home: Home) -> dict[str, SlotList]:
         cached = self._lists
@@ -69,6 +80,22 @@ class Recognizer:
 
     def recognize(
         self, text: str, li: LanguageIntents, home: Home, area_name: str | None = None
+    ) -> Recognition | None:
+        key = (text.strip(), li.language, area_name, home.version)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        found = self._recognize(text, li, home, area_name)
+        if self._cache_size:
+            with self._lock:
+                self._cache[key] = found
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return found
+
+    def _recognize(
+        self, text: str, li: LanguageIntents, home: Home, area_name: str | None
     ) -> Recognition | None:
         intent_context = {"area": {"value": area_name, "text": area_name}} if area_name else None
         result = recognize_best(

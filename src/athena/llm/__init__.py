@@ -20,12 +20,13 @@ The stateless OpenAI relay (for the gateway's ``POST /v1/chat/completions``), on
   complete OpenAI ``chat.completion`` JSON document to send with ``Content-Type: application/json``: the
   upstream's own bytes on the OpenAI backend, a converted answer on the Ollama one. ``text`` is the assistant
   text ("" when the answer is only tool calls).
-- ``llm.relay_stream(body) -> AsyncIterator[RelayChunk(event: bytes, text: str)]``: each ``event`` is one
-  complete server-sent event (``b"data: {...}\\n\\n"``) to write as is under ``Content-Type:
-  text/event-stream``; the last one is ``b"data: [DONE]\\n\\n"``. ``text`` is that event's text delta ("" for
-  role/finish/usage events).
-  Upstream errors before or during the stream raise LLMError/LLMTimeout; on LLMHTTPError the relay may answer
-  with ``exc.status`` (4xx) and ``exc.body`` if nothing was sent yet.
+- ``llm.relay_stream(body) -> AsyncIterator[RelayChunk(event: bytes, text: str)]``: each ``event`` is one or
+  more complete server-sent events (``b"data: {...}\\n\\n"``, all that arrived together) to write as is
+  under ``Content-Type: text/event-stream``; the last chunk ends with ``b"data: [DONE]\\n\\n"``. ``text`` is
+  their text delta ("" for role/finish/usage events). The first chunk already holds the model's first output
+  (the role-only event is held back until then), so an error before it, the first-token timeout included,
+  comes before anything needs sending. Upstream errors before or during the stream raise
+  LLMError/LLMTimeout; on LLMHTTPError the relay may answer with ``exc.status`` (4xx) and ``exc.body``.
 - With a fallback configured, ``relay`` and ``relay_stream`` fall back like ``chat`` and ``stream``.
 
 Metrics (observability.py): ``LLM_SECONDS{backend}`` per complete answer, ``LLM_FIRST_TOKEN_SECONDS{backend}``

@@ -33,7 +33,9 @@ class Relayed(NamedTuple):
 
 
 class RelayChunk(NamedTuple):
-    """One OpenAI server-sent event, ready to write (``b"data: {...}\\n\\n"``), and the text delta in it."""
+    """Complete OpenAI server-sent events, ready to write (``b"data: {...}\\n\\n"``), and their text.
+
+    One or more events: all that arrived from upstream in one read, so a relay writes them in one go."""
 
     event: bytes
     text: str

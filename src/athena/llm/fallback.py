@@ -80,7 +80,7 @@ class FallbackBackend:
         return await self.fallback.relay(body)
 
     async def relay_stream(self, body: Mapping[str, Any]) -> AsyncIterator[RelayChunk]:
-        """Falls back until the primary's first event with text (role-only events are held until then)."""
+        """Falls back until the primary's first text (events without text, like the role, are held)."""
         held: list[RelayChunk] = []
         committed = False
         try:
@@ -90,15 +90,13 @@ class FallbackBackend:
                         yield chunk
                         continue
                     held.append(chunk)
-                    if (
-                        chunk.text
-                        or chunk.event.startswith(b"data: [DONE]")
-                        or b'"tool_calls"' in chunk.event
-                    ):
+                    if chunk.text or b"data: [DONE]" in chunk.event or b'"tool_calls"' in chunk.event:
                         committed = True
                         for c in held:
                             yield c
                         held.clear()
+            for c in held:  # a stream that ended cleanly without any of those
+                yield c
             return
         except LLMError as exc:
             if committed:

@@ -1,13 +1,15 @@
 """What both wire formats share: one aiohttp session, deadlines, and turning transport failures into LLMError.
 
-aiohttp rather than httpx because it was measured here (loopback, c=1, against tests/support/fake_llm.py):
-aiohttp 0.66 ms p50 per non-streamed request and 0.97 ms to the first streamed delta, httpx 1.7-3.3 ms and
-1.7-3.0 ms. The gateway's whole overhead budget is about 1 ms, so the client library is most of it.
+aiohttp rather than httpx because it was measured here (loopback, c=1, against tests/support/fake_llm.py;
+``python -m bench.bench_gateway`` repeats it): aiohttp 0.6-0.7 ms p50 per non-streamed request and about
+1 ms to the first streamed delta, httpx 1.7-3.3 ms and 1.7-3.0 ms. The gateway's whole overhead budget is
+about 1 ms, so the client library would otherwise be most of it.
 
-Deadlines: a non-streamed answer must be complete within ``llm_timeout``; a stream must show its first text
-delta within ``llm_first_token_timeout`` (capped by ``llm_timeout``) and end within ``llm_timeout``, both
-counted from the request's start. Each read is awaited under ``asyncio.timeout_at`` of the current deadline,
-so no timeout context ever spans a ``yield`` of a generator.
+Deadlines: a non-streamed answer must be complete within ``llm_timeout``; a stream must show the model's
+first output within ``llm_first_token_timeout`` (capped by ``llm_timeout``) and end within ``llm_timeout``,
+both counted from the request's start. Sending and reading a whole answer runs under one
+``asyncio.timeout_at``; a stream's reads are bounded by one loop timer (LineReader), so no timeout context
+spans a generator's ``yield``.
 """
 
 from __future__ import annotations
@@ -20,15 +22,13 @@ from typing import Any
 
 import aiohttp
 import orjson
-import structlog
 from yarl import URL
 
 from athena.llm.base import LLMError, LLMHTTPError, LLMTimeout
 from athena.observability import LLM_FIRST_TOKEN_SECONDS, LLM_SECONDS
 
-log = structlog.get_logger("athena.llm")
-
 ERROR_BODY_LIMIT = 4096  # bytes of an HTTP error body kept for the message and the relay
+_JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,70 @@ class Deadline:
         if self.at == self.total:
             return LLMTimeout(f"the LLM did not finish its answer within {t.total:g} s")
         return LLMTimeout(f"the LLM sent no text within {min(t.first_token, t.total):g} s")
+
+
+class _Expired(Exception):
+    """Set on a response's stream by LineReader's timer: the pending read raises it."""
+
+
+MAX_LINE = 2**20
+
+
+class LineReader:
+    """Complete lines of a streamed body, in batches: everything that arrived in one network read.
+
+    Batches keep a relay's per-event cost down (one write for several events that came together); one
+    timer per request (moved once, at the first token) replaces a timeout context per read. When it fires,
+    the response stream is failed with ``_Expired``, which the pending or next read raises.
+    """
+
+    __slots__ = ("_backend", "_buf", "_deadline", "_resp", "_started", "_timer")
+
+    def __init__(self, backend: HTTPBackend, resp: aiohttp.ClientResponse, deadline: Deadline) -> None:
+        self._backend = backend
+        self._resp = resp
+        self._deadline = deadline
+        self._buf = b""
+        self._started = False
+        self._timer = asyncio.get_running_loop().call_at(deadline.at, self._expire)
+
+    def _expire(self) -> None:
+        self._resp.content.set_exception(_Expired())
+
+    def first_token(self) -> None:
+        """Move from the first-token deadline to the whole-answer one (the caller has seen progress)."""
+        if not self._started:
+            self._started = True
+            self._backend.observe_first_token(self._deadline)
+            self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_at(self._deadline.at, self._expire)
+
+    def close(self) -> None:
+        self._timer.cancel()
+
+    async def next(self) -> list[bytes]:
+        """The next complete lines (without their newline); [] at the end of the body."""
+        content = self._resp.content
+        while True:
+            try:
+                data = await content.readany()
+            except (aiohttp.ClientError, _Expired, ValueError) as exc:
+                raise self._backend.translate(exc, self._deadline) from None
+            if not data:
+                if self._buf:
+                    last, self._buf = self._buf, b""
+                    return [last]
+                return []
+            if b"\n" not in data:
+                self._buf += data
+                if len(self._buf) > MAX_LINE:
+                    raise LLMError(f"the LLM sent a line longer than {MAX_LINE} bytes")
+                continue
+            if self._buf:
+                data = self._buf + data
+            lines = data.split(b"\n")
+            self._buf = lines.pop()
+            return lines
 
 
 def dumps(body: Mapping[str, Any]) -> bytes:
@@ -109,6 +173,7 @@ class HTTPBackend:
         self._api_key = api_key
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
         self._llm_seconds = LLM_SECONDS.labels(backend=name)
         self._first_token_seconds = LLM_FIRST_TOKEN_SECONDS.labels(backend=name)
 
@@ -116,7 +181,10 @@ class HTTPBackend:
         return f"{type(self).__name__}(name={self.name!r}, url={self.url!r}, model={self.model!r})"
 
     def endpoint(self, path: str) -> URL:
-        return URL(self.url + path)
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(self.url + path)
+        return url
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -130,6 +198,7 @@ class HTTPBackend:
                     total=None, connect=self.timeouts.connect, sock_connect=self.timeouts.connect
                 ),
                 connector=aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30),
+                cookie_jar=aiohttp.DummyCookieJar(),  # an API client has no use for cookies
                 read_bufsize=2**18,
                 max_line_size=2**20,
                 max_field_size=2**16,
@@ -157,46 +226,49 @@ class HTTPBackend:
     async def _send(
         self, method: str, url: URL, body: bytes | None, deadline: Deadline
     ) -> aiohttp.ClientResponse:
-        """Send a request and return the response once its headers are in and its status is 2xx.
+        """Send a request; return the response once its headers are in and its status is 2xx."""
+        try:
+            async with asyncio.timeout_at(deadline.at):
+                return await self._start(method, url, body)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise self.translate(exc, deadline) from None
+
+    async def _start(self, method: str, url: URL, body: bytes | None) -> aiohttp.ClientResponse:
+        """The request without a deadline of its own (the caller's covers it).
 
         A keep-alive connection the server closed while idle fails before any byte comes back; that one case
         is retried once on a fresh connection.
         """
-        headers = {"Content-Type": "application/json"} if body is not None else None
-        for attempt in (1, 2):
+        headers = _JSON_HEADERS if body is not None else None
+        try:
+            resp = await self._http().request(method, url, data=body, headers=headers)
+        except aiohttp.ServerDisconnectedError:
             try:
-                async with asyncio.timeout_at(deadline.at):
-                    resp = await self._http().request(method, url, data=body, headers=headers)
-                    if resp.status >= 400:
-                        raw = await resp.content.read(ERROR_BODY_LIMIT)
-                        resp.close()
-                        raise LLMHTTPError(_http_error_message(resp.status, raw), resp.status, raw)
-                    return resp
+                resp = await self._http().request(method, url, data=body, headers=headers)
             except aiohttp.ServerDisconnectedError:
-                if attempt == 2:
-                    raise LLMError(f"the LLM at {self.url} closed the connection without answering") from None
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                raise self.translate(exc, deadline) from None
-        raise AssertionError("unreachable")
+                raise LLMError(f"the LLM at {self.url} closed the connection without answering") from None
+        if resp.status >= 400:
+            try:
+                raw = await resp.content.read(ERROR_BODY_LIMIT)
+            finally:
+                resp.close()
+            raise LLMHTTPError(_http_error_message(resp.status, raw), resp.status, raw)
+        return resp
 
-    async def _request_json(self, method: str, path: str, body: bytes | None, deadline: Deadline) -> Any:
-        """A whole JSON answer within the deadline."""
-        resp = await self._send(method, self.endpoint(path), body, deadline)
+    async def _request_json(self, method: str, path: str, body: bytes | None, deadline: Deadline) -> bytes:
+        """A whole answer's bytes within the deadline (one timeout for sending and reading)."""
         try:
             async with asyncio.timeout_at(deadline.at):
-                raw = await resp.read()
+                resp = await self._start(method, self.endpoint(path), body)
+                try:
+                    return await resp.read()
+                finally:
+                    resp.release()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise self.translate(exc, deadline) from None
-        finally:
-            resp.release()
-        return raw
 
-    async def readline(self, resp: aiohttp.ClientResponse, deadline: Deadline) -> bytes:
-        try:
-            async with asyncio.timeout_at(deadline.at):
-                return await resp.content.readline()
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise self.translate(exc, deadline) from None
+    def lines(self, resp: aiohttp.ClientResponse, deadline: Deadline) -> LineReader:
+        return LineReader(self, resp, deadline)
 
     def translate(self, exc: BaseException, deadline: Deadline | None = None) -> LLMError:
         """A short, clear LLMError for a transport failure (the order matters: some are both)."""
@@ -207,11 +279,15 @@ class HTTPBackend:
                 f"could not connect to the LLM at {self.url} within {self.timeouts.connect:g} s"
             )
         if isinstance(exc, aiohttp.ClientConnectorError):
-            reason = exc.os_error.strerror or str(exc.os_error) if exc.os_error else str(exc)
+            err = exc.os_error
+            if isinstance(err, ConnectionRefusedError):
+                reason = "connection refused"
+            else:
+                reason = (err.strerror or str(err)) if err else str(exc)
             return LLMError(f"cannot reach the LLM at {self.url}: {reason}")
         if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
             return LLMError("the LLM closed the connection in the middle of its answer")
-        if isinstance(exc, TimeoutError):
+        if isinstance(exc, TimeoutError | _Expired):
             return deadline.error() if deadline else LLMTimeout("the LLM did not answer in time")
         if isinstance(exc, ValueError):  # aiohttp: a line longer than the read buffer
             return LLMError(f"the LLM sent something that is not its protocol: {exc}")

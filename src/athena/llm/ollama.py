@@ -182,8 +182,9 @@ class OllamaBackend(HTTPBackend):
         return text
 
     async def stream(self, messages: Sequence[ChatMessage], **options: Any) -> AsyncIterator[str]:
-        async with aclosing(self._lines(self._body(messages, options, True))) as lines:
-            async for text, _ in lines:
+        async with aclosing(self._lines(self._body(messages, options, True))) as batches:
+            async for batch in batches:
+                text = "".join(t for t, _ in batch)
                 if text:
                     yield text
 
@@ -247,54 +248,59 @@ class OllamaBackend(HTTPBackend):
             + b',"choices":[{"index":0,"delta":'
         )
         role_sent = called = False
-        async with aclosing(self._lines(self._relay_body(body, True))) as lines:
-            async for text, data in lines:
-                message = data.get("message") or {}
-                delta: dict[str, Any] = {}
-                if not role_sent:
-                    delta["role"] = "assistant"
-                    role_sent = True
-                if text:
-                    delta["content"] = text
-                if calls := _openai_calls(message.get("tool_calls")):
-                    delta["tool_calls"] = calls
-                    called = True
-                if data.get("done"):
-                    if len(delta) > 0:
-                        yield RelayChunk(head + orjson.dumps(delta) + b',"finish_reason":null}]}\n\n', text)
-                    finish = orjson.dumps(_finish(data, called))
-                    yield RelayChunk(head + b'{},"finish_reason":' + finish + b"}]}\n\n", "")
-                    yield RelayChunk(DONE_EVENT, "")
-                    return
-                if len(delta) > 0:
-                    yield RelayChunk(head + orjson.dumps(delta) + b',"finish_reason":null}]}\n\n', text)
+        async with aclosing(self._lines(self._relay_body(body, True))) as batches:
+            async for batch in batches:
+                events: list[bytes] = []
+                for text, data in batch:
+                    message = data.get("message") or {}
+                    delta: dict[str, Any] = {}
+                    if not role_sent:
+                        delta["role"] = "assistant"
+                        role_sent = True
+                    if text:
+                        delta["content"] = text
+                    if calls := _openai_calls(message.get("tool_calls")):
+                        delta["tool_calls"] = calls
+                        called = True
+                    if delta:
+                        events.append(head + orjson.dumps(delta) + b',"finish_reason":null}]}\n\n')
+                    if data.get("done"):
+                        finish = orjson.dumps(_finish(data, called))
+                        events.append(head + b'{},"finish_reason":' + finish + b"}]}\n\n")
+                        events.append(DONE_EVENT)
+                if events:
+                    yield RelayChunk(b"".join(events), "".join(t for t, _ in batch))
 
     # -- NDJSON ----------------------------------------------------------------------------------------
-    async def _lines(self, body: bytes) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """(text delta, object) per NDJSON line, up to and including the ``done`` one."""
+    async def _lines(self, body: bytes) -> AsyncIterator[list[tuple[str, dict[str, Any]]]]:
+        """(text delta, object) per NDJSON line, in batches (one network read), the last with ``done``."""
         deadline = Deadline(self.timeouts, streaming=True)
         resp = await self._send("POST", self._chat_url, body, deadline)
+        reader = self.lines(resp, deadline)
         clean = False
-        first = True
         try:
             while True:
-                line = await self.readline(resp, deadline)
-                if not line:
+                lines = await reader.next()
+                if not lines:
                     raise LLMError("the LLM's stream ended before the answer was complete")
-                if not line.strip():
-                    continue
-                data = loads(line, "stream line")
-                text, message = _content(data)
-                if first and (text or message.get("tool_calls") or message.get("thinking")):
-                    first = False
-                    self.observe_first_token(deadline)
-                if data.get("done"):
-                    clean = resp.content.at_eof()
-                    self.observe_answer(deadline)
-                    yield text, data
-                    return
-                yield text, data
+                batch: list[tuple[str, dict[str, Any]]] = []
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    data = loads(line, "stream line")
+                    text, message = _content(data)
+                    if text or message.get("tool_calls") or message.get("thinking"):
+                        reader.first_token()
+                    batch.append((text, data))
+                    if data.get("done"):
+                        clean = resp.content.at_eof()
+                        self.observe_answer(deadline)
+                        yield batch
+                        return
+                if batch:
+                    yield batch
         finally:
+            reader.close()
             if clean:
                 resp.release()
             else:

@@ -2,8 +2,9 @@
 
 The base URL ends where the API's paths begin, e.g. ``http://host:11434/v1``. The relay forwards a client's
 request body as it is (only ``model`` filled in when missing, and ``stream`` set) and hands back the upstream
-bytes: the whole JSON answer, or each ``data:`` payload unchanged inside a fresh ``data: ...\\n\\n`` frame.
-Every payload is still parsed once, which is how garbage and mid-stream errors are caught.
+bytes: the whole JSON answer, or each ``data:`` payload unchanged inside a fresh ``data: ...\\n\\n`` frame,
+batched as they arrived (comments and ``event:`` lines dropped). Every payload is still parsed once, which is
+how garbage and mid-stream errors are caught.
 """
 
 from __future__ import annotations
@@ -79,10 +80,16 @@ class OpenAIBackend(HTTPBackend):
 
     # -- SSE -------------------------------------------------------------------------------------------
     async def _events(self, body: bytes) -> AsyncIterator[RelayChunk]:
+        """The upstream's events in batches (all that came in one read), the last batch ending with [DONE].
+
+        Events before the model's first output (the role-only one) are held and sent with it: the caller's
+        first chunk then means "the answer has started", and a relay saves a write before the first token.
+        """
         deadline = Deadline(self.timeouts, streaming=True)
         resp = await self._send("POST", self._chat_url, body, deadline)
-        finished = clean = False
-        first = True
+        reader = self.lines(resp, deadline)
+        finished = clean = started = False
+        held: list[bytes] = []
         try:
             if resp.content_type != "text/event-stream":
                 raw = await resp.content.read(200)
@@ -90,26 +97,44 @@ class OpenAIBackend(HTTPBackend):
                     f"expected an event stream from the LLM, got {resp.content_type}: {raw[:80]!r}"
                 )
             while True:
-                line = await self.readline(resp, deadline)
-                if not line:
+                lines = await reader.next()
+                if not lines:
                     clean = True
                     break
-                if not line.startswith(b"data:"):
-                    if line.strip() and not line.startswith(_SSE_FIELDS):
-                        raise LLMError(f"the LLM's stream is not server-sent events: {line[:80]!r}")
-                    continue
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    finished = True
+                events = held
+                texts: list[str] = []
+                done = False
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        line = line.rstrip(b"\r")
+                        if line and not line.startswith(_SSE_FIELDS):
+                            raise LLMError(f"the LLM's stream is not server-sent events: {line[:80]!r}")
+                        continue
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        done = True
+                        break
+                    text, progress, finish = delta_text(loads(payload, "stream event"))
+                    if progress:
+                        started = True
+                        reader.first_token()
+                    finished = finished or finish
+                    events.append(b"data: " + payload + b"\n\n")
+                    if text:
+                        texts.append(text)
+                if done:
                     clean = resp.content.at_eof()
-                    break
-                text, progress, finish = delta_text(loads(payload, "stream event"))
-                if progress and first:
-                    first = False
-                    self.observe_first_token(deadline)
-                finished = finished or finish
-                yield RelayChunk(b"data: " + payload + b"\n\n", text)
+                    self.observe_answer(deadline)
+                    events.append(DONE_EVENT)
+                    yield RelayChunk(b"".join(events), "".join(texts))
+                    return
+                if not started and not finished:
+                    continue  # nothing from the model yet: keep holding
+                if events:
+                    held = []
+                    yield RelayChunk(b"".join(events), "".join(texts))
         finally:
+            reader.close()
             if clean:
                 resp.release()
             else:
@@ -117,7 +142,7 @@ class OpenAIBackend(HTTPBackend):
         if not finished:
             raise LLMError("the LLM's stream ended before the answer was complete")
         self.observe_answer(deadline)
-        yield RelayChunk(DONE_EVENT, "")
+        yield RelayChunk(b"".join([*held, DONE_EVENT]), "")
 
 
 def _error_text(data: Mapping[str, Any]) -> str:

@@ -47,8 +47,10 @@ class SessionManager:
     # Life cycle.
 
     async def start(self) -> None:
+        """Open the store (raises StoreError when it cannot be reached) and start the background sweep."""
         await self.store.open()
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="athena-session-sweep")
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="athena-session-sweep")
 
     async def stop(self) -> None:
         if self._sweeper is not None:

@@ -121,6 +121,14 @@ def _session(device: str, f: Sequence[Any]) -> Session:
     )
 
 
+def encode_messages(messages: Sequence[Message]) -> list[bytes]:
+    return [
+        orjson.dumps({"r": m.role, "c": m.content, "t": m.ts, "m": dict(m.meta)} if m.meta else
+                     {"r": m.role, "c": m.content, "t": m.ts})
+        for m in messages
+    ]
+
+
 def _num(x: float) -> str:
     return repr(float(x))
 
@@ -261,11 +269,7 @@ class RedisStore:
         device = device or await self._device_of(session_id)
         if device is None:
             raise SessionGone(f"session {session_id} was replaced or cleared")
-        encoded = [
-            orjson.dumps({"r": m.role, "c": m.content, "t": m.ts, "m": dict(m.meta)} if m.meta else
-                         {"r": m.role, "c": m.content, "t": m.ts})
-            for m in messages
-        ]
+        encoded = encode_messages(messages)
         out = await self._call(self._append(
             keys=self._keys(device),
             args=[session_id, _num(now), _num(timeout), _num(max_age), cap, self.grace_ms, *encoded],

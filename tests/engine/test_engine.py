@@ -1,0 +1,223 @@
+"""The engine on its own: a real SessionManager (memory store) and a real backend talking to the fake LLM."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from athena.config import Settings
+from athena.engine.conversation import Engine, TurnFailed, wants_follow_up
+from athena.engine.prompt import DEFAULT_PROMPT, build_messages, system_prompt
+from athena.engine.types import LocalAnswer, Target, Turn
+from athena.llm import create_backend
+from athena.sessions.manager import SessionManager
+from athena.sessions.models import Message, Session
+from athena.stores import create_store
+from tests.support.fake_llm import FakeLLM
+
+
+@pytest.fixture
+def settings(tmp_path: Path, fake_llm: FakeLLM) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        store_url="memory://",
+        llm_url=fake_llm.url + "/v1",
+        llm_model="fake-model",
+        api_token="t",
+        llm_timeout=2.0,
+        llm_first_token_timeout=2.0,
+    )
+
+
+@pytest.fixture
+async def manager(settings: Settings) -> AsyncIterator[SessionManager]:
+    manager = SessionManager(create_store(settings.store_url), settings)
+    await manager.start()
+    yield manager
+    await manager.stop()
+
+
+@pytest.fixture
+async def engine(settings: Settings, manager: SessionManager) -> AsyncIterator[Engine]:
+    llm = create_backend(settings)
+    await llm.open()
+    yield Engine(manager, llm, settings)
+    await llm.close()
+
+
+class Lights:
+    """A local handler that knows one sentence (a real implementation of the protocol, not a mock)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+
+    async def handle(self, turn: Turn, session: Session, history: Sequence[Message]) -> LocalAnswer | None:
+        self.seen.append((turn.text, len(history)))
+        if turn.text != "turn on the lights":
+            return None
+        return LocalAnswer(
+            speech="Turned on the lights",
+            success=[Target("Office Lights", "light.office")],
+            meta={"intent": "HassTurnOn", "entities": ["light.office"]},
+        )
+
+
+class Never:
+    async def handle(self, turn: Turn, session: Session, history: Sequence[Message]) -> LocalAnswer | None:
+        return None
+
+
+class Forget:
+    """Clears the session itself, like the real start-over handler."""
+
+    def __init__(self, manager: SessionManager) -> None:
+        self.manager = manager
+
+    async def handle(self, turn: Turn, session: Session, history: Sequence[Message]) -> LocalAnswer | None:
+        if turn.text != "forget it":
+            return None
+        await self.manager.clear(session.device)
+        return LocalAnswer(speech="Okay, forgotten.", path="reset", reset=True)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("Which room?", True),
+        ("Which room?\n", True),
+        ('"Which room?"', True),
+        ("Which room?”", True),
+        ("Done.", False),
+        ("", False),
+        ("?!", False),
+    ],
+)
+def test_wants_follow_up(answer: str, expected: bool) -> None:
+    assert wants_follow_up(answer) is expected
+
+
+def test_system_prompt_parts(settings: Settings) -> None:
+    now = datetime(2026, 11, 25, 14, 5, tzinfo=timezone(timedelta(hours=1)))
+    turn = Turn(
+        "hi",
+        "office",
+        device_name="Desk",
+        area="Office",
+        extra_system_prompt="Extra.",
+        system_prompt="Client.",
+    )
+    prompt = system_prompt(settings, turn, now)
+    assert prompt.startswith(DEFAULT_PROMPT)
+    assert 'the device "Desk" in the area "Office"' in prompt
+    assert "Wednesday 25 November 2026, 14:05" in prompt
+    assert prompt.index("Extra.") < prompt.index("Client.")
+
+
+def test_messages_keep_only_user_and_assistant_history(settings: Settings) -> None:
+    history = [Message("user", "a", 1.0), Message("system", "x", 1.0), Message("assistant", "b", 1.0)]
+    messages = build_messages(settings, Turn("c", "office"), history)
+    assert [(m["role"], m["content"]) for m in messages[1:]] == [
+        ("user", "a"),
+        ("assistant", "b"),
+        ("user", "c"),
+    ]
+
+
+async def test_local_handlers_are_tried_in_order_before_the_llm(
+    engine: Engine, manager: SessionManager, fake_llm: FakeLLM
+) -> None:
+    lights = Lights()
+    engine.handlers = [Never(), lights]
+    reply = await engine.handle(Turn("turn on the lights", "office"))
+    assert (reply.path, reply.response_type, reply.speech) == ("local", "action_done", "Turned on the lights")
+    assert list(reply.success) == [Target("Office Lights", "light.office")]
+    assert fake_llm.requests == []
+    session = await manager.active("office")
+    assert session is not None
+    saved = await manager.history(session)
+    assert [m.content for m in saved] == ["turn on the lights", "Turned on the lights"]
+    assert saved[1].meta["intent"] == "HassTurnOn" and saved[1].meta["path"] == "local"
+
+    # The next turn falls through to the LLM, which sees the local turn in its history.
+    reply = await engine.handle(Turn("is it bright now?", "office"))
+    assert reply.path == "llm"
+    assert lights.seen[-1] == ("is it bright now?", 2)
+    assert [m["content"] for m in fake_llm.requests[-1]["body"]["messages"][1:]] == [
+        "turn on the lights",
+        "Turned on the lights",
+        "is it bright now?",
+    ]
+
+
+async def test_a_reset_answer_saves_nothing_and_replies_with_the_fresh_session(
+    engine: Engine, manager: SessionManager
+) -> None:
+    engine.handlers = [Forget(manager)]
+    first = await engine.handle(Turn("hello", "office"))
+    reply = await engine.handle(Turn("forget it", "office"))
+    assert reply.path == "reset" and reply.speech == "Okay, forgotten."
+    assert reply.session_id != first.session_id
+    session = await manager.active("office")
+    assert session is not None and session.id == reply.session_id
+    assert await manager.history(session) == []
+
+
+async def test_start_over_racing_a_slow_answer_still_answers(
+    engine: Engine, manager: SessionManager, fake_llm: FakeLLM
+) -> None:
+    await engine.handle(Turn("hello", "office"))
+    fake_llm.configure(delay=0.3)
+    pending = asyncio.create_task(engine.handle(Turn("tell me a story", "office")))
+    await asyncio.sleep(0.1)
+    assert await manager.clear("office")  # "start over" from another request while the LLM thinks
+    reply = await pending
+    assert reply.response_type == "query_answer" and reply.speech == "Reply to: tell me a story"
+    assert await manager.active("office") is None  # the cleared session was not brought back
+
+
+async def test_stream_yields_deltas_then_saves(
+    engine: Engine, manager: SessionManager, fake_llm: FakeLLM
+) -> None:
+    fake_llm.configure(reply="It is sunny and warm.")
+    stream = await engine.open_stream(Turn("weather?", "office"))
+    deltas = [d async for d in stream]
+    assert deltas and "".join(deltas) == "It is sunny and warm."
+    assert stream.reply is not None and stream.reply.session_id == stream.session_id
+    session = await manager.active("office")
+    assert session is not None
+    assert [m.content for m in await manager.history(session)] == ["weather?", "It is sunny and warm."]
+
+
+async def test_a_stream_that_breaks_raises_turn_failed_and_saves_nothing(
+    engine: Engine, manager: SessionManager, fake_llm: FakeLLM
+) -> None:
+    fake_llm.configure(reply="one two three four", drop_after=2)
+    stream = await engine.open_stream(Turn("count", "office"))
+    got: list[str] = []
+    with pytest.raises(TurnFailed) as failed:
+        async for delta in stream:
+            got.append(delta)
+    assert failed.value.reply.failure == "llm_error"
+    assert failed.value.reply.speech == "Sorry, I can't reach my language model right now."
+    session = await manager.active("office")
+    assert session is not None and await manager.history(session) == []
+
+
+async def test_an_empty_llm_answer_is_an_error(engine: Engine, fake_llm: FakeLLM) -> None:
+    fake_llm.configure(reply="   ")
+    reply = await engine.handle(Turn("hello", "office"))
+    assert reply.response_type == "error" and reply.failure == "llm_error"
+
+
+async def test_history_sent_is_trimmed_to_the_context_size(
+    settings: Settings, engine: Engine, fake_llm: FakeLLM
+) -> None:
+    settings.history_context_messages = 2
+    for i in range(3):
+        await engine.handle(Turn(f"question {i}", "office"))
+    sent = fake_llm.requests[-1]["body"]["messages"]
+    assert [m["content"] for m in sent[1:]] == ["question 1", "Reply to: question 1", "question 2"]

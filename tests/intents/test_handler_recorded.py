@@ -1,0 +1,94 @@
+"""The HA intent handler against the recorded HA stand-in: HA-side failures fall through to the LLM (None)."""
+
+import pytest
+
+from athena.engine.types import Turn
+from athena.homeassistant import HAClient
+from athena.intents.catalog import IntentCatalog
+from athena.intents.handler import HAIntentHandler
+from athena.sessions.models import Message, Session
+from tests.support.recorded_ha import TOKEN, RecordedHA, make_home
+
+SESSION = Session("s", "satellite-kitchen", 0, 0, 1e12, 300, 86400)
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    c = IntentCatalog()
+    c.warm("en")
+    return c
+
+
+async def open_handler(ha, catalog):
+    client = HAClient(ha.url, TOKEN, registry_refresh=3600)
+    await client.open(wait=5)
+    return client, HAIntentHandler(client, catalog)
+
+
+@pytest.mark.parametrize("modern", [False, True])
+async def test_no_valid_targets_falls_through(modern, catalog):
+    async with RecordedHA(make_home(20), modern=modern) as ha:
+        client, handler = await open_handler(ha, catalog)
+        try:
+            turn = Turn(text="turn on the fans", device="satellite-kitchen", ha_device_id="satellite-kitchen")
+            assert await handler.handle(turn, SESSION, []) is None  # no fan in the kitchen: HA errors
+            ok = await handler.handle(
+                Turn(
+                    text="turn off the lights", device="satellite-kitchen", ha_device_id="satellite-kitchen"
+                ),
+                SESSION,
+                [],
+            )
+            assert ok is not None and ok.speech == "Turned off the lights"
+            body = [b for m, p, b in ha.requests if p == "/api/intent/handle"][-1]
+            assert body["data"]["preferred_area_id"] == "kitchen"
+        finally:
+            await client.close()
+
+
+async def test_ha_gone_mid_session_falls_through(catalog):
+    ha = await RecordedHA(make_home(20)).start()
+    client, handler = await open_handler(ha, catalog)
+    try:
+        await ha.stop()
+        turn = Turn(text="turn on the kitchen lights", device="satellite-kitchen")
+        assert await handler.handle(turn, SESSION, []) is None
+    finally:
+        await client.close()
+
+
+async def test_memory_only_from_the_latest_assistant_turn(catalog):
+    async with RecordedHA(make_home(20)) as ha:
+        client, handler = await open_handler(ha, catalog)
+        try:
+            turn = Turn(text="turn on the kitchen lights", device="satellite-kitchen")
+            answer = await handler.handle(turn, SESSION, [])
+            assert answer is not None
+            local = Message("assistant", answer.speech, 1.0, {"path": "local", **answer.meta})
+            llm = Message("assistant", "Owls are great.", 2.0, {"path": "llm"})
+            follow = Turn(text="now turn them off", device="satellite-kitchen")
+            assert await handler.handle(follow, SESSION, [Message("user", "x", 1.0), local]) is not None
+            assert ha.states["light.kitchen_lights"]["state"] == "off"
+            # After an LLM answer, "them" is the LLM's business.
+            assert await handler.handle(follow, SESSION, [local, Message("user", "owls?", 2.0), llm]) is None
+        finally:
+            await client.close()
+
+
+async def test_local_path_with_ha_down_still_starts_and_serves_start_over():
+    from athena.config import Settings
+    from athena.intents import LocalPath
+    from tests.support.hass import free_port
+
+    local = await LocalPath.start(Settings(ha_url=f"http://127.0.0.1:{free_port()}", ha_token="t"))
+    try:
+        status = local.status()
+        assert status["enabled"] is True and status["ha_reachable"] is False
+        assert "cannot connect" in status["ha"]["error"]
+        start_over, ha_intents = local.handlers
+        turn = Turn(text="turn on the kitchen lights", device="d1")
+        assert await ha_intents.handle(turn, SESSION, []) is None
+        answer = await start_over.handle(Turn(text="start over", device="d1"), SESSION, [])
+        assert answer is not None and answer.reset
+    finally:
+        await local.close()
