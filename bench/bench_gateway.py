@@ -213,6 +213,17 @@ async def client_tables(upstream: str, n: int) -> None:
                 orjson.loads(await r.read())
             return time.perf_counter() - t
 
+        stream_body = orjson.dumps({**body, "stream": True})
+
+        async def bare_stream_first(_: aiohttp.ClientSession, __: int) -> float:
+            t = time.perf_counter()
+            first = 0.0
+            async with http.post(url, data=stream_body, headers={"Content-Type": "application/json"}) as r:
+                async for line in r.content:
+                    if not first and b'"content": "' in line and b'"content": ""' not in line:
+                        first = time.perf_counter() - t
+            return first
+
         async def llm_chat(_: aiohttp.ClientSession, __: int) -> float:
             t = time.perf_counter()
             await backend.chat(MESSAGES)
@@ -243,6 +254,7 @@ async def client_tables(upstream: str, n: int) -> None:
                     "bare aiohttp POST (baseline)": bare,
                     "athena.llm OpenAIBackend.chat": llm_chat,
                     "athena.llm OpenAIBackend.relay": llm_relay,
+                    "bare aiohttp stream, first delta": bare_stream_first,
                     "athena.llm OpenAIBackend.stream, first delta": llm_stream_first,
                 },
                 n,

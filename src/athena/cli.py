@@ -30,9 +30,9 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = "_".join(str(p) for p in first.get("loc", ()))
-        name = f"ATHENA_{loc.upper()}" if loc else "settings"
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise SystemExit(_bad(f"{name}: {first.get('msg', 'invalid value')}{more}")) from None
+        raise SystemExit(_bad(f"ATHENA_{loc.upper()}: {message}{more}" if loc else message + more)) from None
     except (ValueError, OSError) as exc:  # e.g. an unreadable or malformed ATHENA_CONFIG_FILE
         raise SystemExit(_bad(str(exc))) from None
 

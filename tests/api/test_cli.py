@@ -66,16 +66,23 @@ async def test_chat_keeps_a_multi_turn_conversation(process: GatewayProcess, fak
     ]
 
 
-async def test_chat_reads_the_url_and_token_from_the_environment(process: GatewayProcess) -> None:
+async def test_chat_reads_the_environment_and_new_starts_over(
+    process: GatewayProcess, fake_llm: FakeLLM
+) -> None:
     code, out, err = await athena(
         "chat",
         "--device",
         "office",
-        stdin="hello\n",
+        stdin="hello\n/new\nwho am I?\n",
         env={"ATHENA_URL": process.url, "ATHENA_API_TOKEN": process.token},
     )
     assert code == 0, err
-    assert out.strip() == "athena> Reply to: hello"
+    assert out.splitlines() == [
+        "athena> Reply to: hello",
+        "(new conversation)",
+        "athena> Reply to: who am I?",
+    ]
+    assert [m["role"] for m in llm_messages(fake_llm)] == ["system", "user"]
 
 
 async def test_sessions_list_show_clear(process: GatewayProcess) -> None:

@@ -172,7 +172,10 @@ async def test_start_over_racing_a_slow_answer_still_answers(
     await engine.handle(Turn("hello", "office"))
     fake_llm.configure(delay=0.3)
     pending = asyncio.create_task(engine.handle(Turn("tell me a story", "office")))
-    await asyncio.sleep(0.1)
+    for _ in range(500):  # until the LLM has the question (it records before its delay)
+        if len(fake_llm.requests) >= 2:
+            break
+        await asyncio.sleep(0.01)
     assert await manager.clear("office")  # "start over" from another request while the LLM thinks
     reply = await pending
     assert reply.response_type == "query_answer" and reply.speech == "Reply to: tell me a story"
@@ -221,3 +224,18 @@ async def test_history_sent_is_trimmed_to_the_context_size(
         await engine.handle(Turn(f"question {i}", "office"))
     sent = fake_llm.requests[-1]["body"]["messages"]
     assert [m["content"] for m in sent[1:]] == ["question 1", "Reply to: question 1", "question 2"]
+
+
+class Broken:
+    """A handler with a bug: the turn must still reach the LLM."""
+
+    async def handle(self, turn: Turn, session: Session, history: Sequence[Message]) -> LocalAnswer | None:
+        raise RuntimeError("bug in a local handler")
+
+
+async def test_a_failing_local_handler_falls_through_to_the_llm(engine: Engine, fake_llm: FakeLLM) -> None:
+    engine.handlers = [Broken()]
+    reply = await engine.handle(Turn("hello", "office"))
+    assert (reply.path, reply.speech) == ("llm", "Reply to: hello")
+    stream = await engine.open_stream(Turn("again", "office"))
+    assert "".join([d async for d in stream]) == "Reply to: again"

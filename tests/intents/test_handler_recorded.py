@@ -92,3 +92,27 @@ async def test_local_path_with_ha_down_still_starts_and_serves_start_over():
         assert answer is not None and answer.reset
     finally:
         await local.close()
+
+
+async def test_concurrent_turns_from_many_rooms(catalog):
+    import asyncio
+
+    rooms = ["kitchen", "living_room", "bedroom", "office", "hallway", "bathroom", "garage", "study"]
+    async with RecordedHA(make_home(200)) as ha:
+        client, handler = await open_handler(ha, catalog)
+        try:
+
+            async def one(i: int):
+                room = rooms[i % len(rooms)]
+                turn = Turn(
+                    text="turn off the lights", device=f"satellite-{room}", ha_device_id=f"satellite-{room}"
+                )
+                return room, await handler.handle(turn, SESSION, [])
+
+            results = await asyncio.gather(*(one(i) for i in range(40)))
+            for room, answer in results:
+                assert answer is not None and answer.speech == "Turned off the lights"
+                assert answer.meta["intent"]["slots"]["area"].lower().replace(" ", "_") == room
+                assert all(ha.entity_area[e] == room for e in answer.meta["intent"]["entity_ids"])
+        finally:
+            await client.close()

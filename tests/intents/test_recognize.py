@@ -81,7 +81,7 @@ def test_device_and_satellite_areas():
     assert home.find_area("LIVING room").id == "living_room"
 
 
-def test_exposure_follows_has_rules():
+def test_exposure_follows_home_assistants_rules():
     from athena.homeassistant.registry import exposed_to_assist
 
     states = [

@@ -50,3 +50,8 @@ def test_unknown_key_falls_back_to_default(en):
 def test_sandbox_refuses_unsafe_templates():
     with pytest.raises(ValueError):
         render("{{ ''.__class__.__mro__[1].__subclasses__() }}", {})
+
+
+def test_only_iso_looking_speech_slots_become_times():
+    assert render("{{ slots.count }}", {}, speech_slots={"count": "21"}) == "21"
+    assert render("{{ slots.date.year }}", {}, speech_slots={"date": "2026-11-25"}) == "2026"

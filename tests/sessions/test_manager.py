@@ -251,3 +251,18 @@ async def test_lookup_by_session_id(make_manager: Build) -> None:
 
 async def test_ping(make_manager: Build) -> None:
     await make_manager().ping()
+
+
+async def test_what_people_say_is_never_logged(make_manager: Build, clock: FakeClock) -> None:
+    m = make_manager(session_timeout=300)
+    secret = "my door code is 4711"
+    with capture_logs() as logs:
+        session = await m.resolve("kitchen")
+        said = Message("user", secret, 0.0)
+        await m.append_turn(session, said, Message("assistant", f"noted: {secret}", 0.0))
+        await m.history(session)
+        await m.describe("kitchen")
+        clock.advance(400)
+        await m.sweep()
+    assert {e["event"] for e in logs} >= {"session.created", "session.cleaned_up", "sweep.completed"}
+    assert not [e for e in logs if "4711" in repr(e)]

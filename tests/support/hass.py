@@ -96,9 +96,12 @@ def wait_for_ha_venv(timeout: float = 900.0) -> Path:
     return HA_VENV
 
 
-def write_config(config_dir: Path, port: int) -> None:
+def write_config(config_dir: Path, port: int, extra_yaml: str = "") -> None:
     config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / "configuration.yaml").write_text(CONFIG_YAML.format(port=port))
+    text = CONFIG_YAML.format(port=port)
+    if extra_yaml:
+        text += extra_yaml if extra_yaml.endswith("\n") else extra_yaml + "\n"
+    (config_dir / "configuration.yaml").write_text(text)
     storage = config_dir / ".storage"
     storage.mkdir(exist_ok=True)
     # Onboarding done, so HA serves the API rather than waiting for a first user in the UI.
@@ -126,10 +129,20 @@ def make_token(config_dir: Path, python: Path | None = None) -> str:
 
 
 class HassProcess:
-    """`hass -c DIR --skip-pip` on a free loopback port, with `.url`, `.token`, `.config_dir`, `stop()`."""
+    """`hass -c DIR --skip-pip` on a free loopback port, with `.url`, `.token`, `.config_dir`, `stop()`.
 
-    def __init__(self, config_dir: str | Path | None = None, *, startup_timeout: float = 120.0) -> None:
+    `extra_yaml` is appended to configuration.yaml (e.g. "assist_pipeline:\n" for satellite-style runs).
+    """
+
+    def __init__(
+        self,
+        config_dir: str | Path | None = None,
+        *,
+        startup_timeout: float = 120.0,
+        extra_yaml: str = "",
+    ) -> None:
         self._own_dir = config_dir is None
+        self._extra_yaml = extra_yaml
         self.config_dir = Path(config_dir or tempfile.mkdtemp(prefix="athena-hass-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -144,7 +157,7 @@ class HassProcess:
 
     def start(self) -> HassProcess:
         venv = wait_for_ha_venv()
-        write_config(self.config_dir, self.port)
+        write_config(self.config_dir, self.port, self._extra_yaml)
         self.token = make_token(self.config_dir, venv / "bin" / "python")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
         self._proc = subprocess.Popen(

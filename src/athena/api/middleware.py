@@ -10,6 +10,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 import structlog
@@ -42,6 +43,7 @@ class GatewayMiddleware:
         self._endpoints = endpoints
         self._start_error = start_error
         self._known: set[str] | None = None
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -83,8 +85,7 @@ class GatewayMiddleware:
         finally:
             endpoint = self._endpoint(scope)
             elapsed = time.perf_counter() - started
-            REQUESTS.labels(endpoint=endpoint, status=str(status)).inc()
-            REQUEST_SECONDS.labels(endpoint=endpoint).observe(elapsed)
+            self._observe(endpoint, status, elapsed)
             log.debug(
                 "http.request",
                 method=scope["method"],
@@ -133,6 +134,19 @@ class GatewayMiddleware:
             return await receive()
 
         return replay
+
+    def _observe(self, endpoint: str, status: int, elapsed: float) -> None:
+        # labels() takes a lock and builds a key on every call: keep the children (a bounded set of routes).
+        key = (endpoint, status)
+        pair = self._children.get(key)
+        if pair is None:
+            pair = (
+                REQUESTS.labels(endpoint=endpoint, status=str(status)),
+                REQUEST_SECONDS.labels(endpoint=endpoint),
+            )
+            self._children[key] = pair
+        pair[0].inc()
+        pair[1].observe(elapsed)
 
     def _quiet_startup(self, send: Send) -> Send:
         """An expected start-up failure (store or LLM unreachable) is one line, not a traceback."""

@@ -175,9 +175,7 @@ async def _relay(request: Request, data: dict[str, Any], stream: bool) -> Respon
     except LLMHTTPError as exc:
         ANSWERS.labels(path="error").inc()
         log.warning("relay.failed", error=str(exc), status=exc.status, streamed=stream)
-        if (
-            400 <= exc.status < 500 and exc.status != 401
-        ):  # the client's request was wrong: say so as upstream did
+        if 400 <= exc.status < 500 and exc.status != 401:  # the client's request was wrong: pass it on
             return Response(
                 exc.body or _error_json(exc.status, str(exc)), exc.status, media_type="application/json"
             )
@@ -219,7 +217,9 @@ async def _with_history(request: Request, body: ChatIn, device: str) -> Response
         raise ApiError(422, "messages: a user message is required")
     system = "\n\n".join(_text(m.content) for m in body.messages if m.role in ("system", "developer")).strip()
     turn = Turn(
-        text=clean_text(_text(user.content), "messages[-1].content", settings.max_text_chars, collapse=False),
+        text=clean_text(
+            _text(user.content), "the last user message", settings.max_text_chars, collapse=False
+        ),
         device=key,
         system_prompt=system or None,
         llm_options=options(body),

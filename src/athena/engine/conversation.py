@@ -105,6 +105,8 @@ class Engine:
                 answered = await self._answer_local(turn, session, local, started)
         except StoreError as exc:
             raise TurnFailed(self._fail(turn, session, "store", exc, started)) from exc
+        except Exception as exc:
+            raise TurnFailed(self._fail(turn, session, "internal", exc, started)) from exc
         return TurnStream(self, turn, session, history, answered, started)
 
     # -- operator view ----------------------------------------------------------------------------
@@ -148,7 +150,15 @@ class Engine:
 
     async def _local(self, turn: Turn, session: Session, history: Sequence[Message]) -> LocalAnswer | None:
         for handler in self.handlers:
-            answer = await handler.handle(turn, session, history)
+            try:
+                answer = await handler.handle(turn, session, history)
+            except StoreError:
+                raise
+            except Exception:  # a broken local handler must not cost the user the LLM's answer
+                log.exception(
+                    "turn.local_handler_failed", handler=type(handler).__name__, device=session.device
+                )
+                continue
             if answer is not None:
                 return answer
         return None

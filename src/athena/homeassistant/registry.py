@@ -308,8 +308,11 @@ class HomeRegistry:
 
     async def _every_interval(self) -> None:
         while True:
-            await asyncio.sleep(self._interval)
-            await self._refresh_quietly()
+            healthy = self.home.loaded and self.last_error is None
+            # After a failed refresh, retry soon rather than serve a stale (or no) home for minutes.
+            await asyncio.sleep(self._interval if healthy else min(self._interval, 10.0))
+            if self.ws.connected:
+                await self._refresh_quietly()
 
     async def _refresh_quietly(self) -> None:
         try:

@@ -9,13 +9,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from athena.config import Settings
 from athena.engine.types import LocalHandler
 from athena.sessions.manager import SessionManager
+
+if TYPE_CHECKING:
+    from athena.homeassistant import HAClient
+    from athena.intents.catalog import IntentCatalog
 
 log = structlog.get_logger("athena.intents")
 
@@ -30,8 +35,8 @@ class LocalPath:
         self,
         handlers: list[LocalHandler],
         *,
-        client: Any = None,
-        catalog: Any = None,
+        client: HAClient | None = None,
+        catalog: IntentCatalog | None = None,
         reason: str | None = None,
     ) -> None:
         self.handlers = handlers
@@ -61,16 +66,21 @@ class LocalPath:
         catalog = IntentCatalog()
         # Parse the templates while HA connects: the first recognition would otherwise cost ~300 ms.
         warming = asyncio.create_task(asyncio.to_thread(_warm, catalog, WARM_LANGUAGES))
-        await client.open(wait=connect_wait)
-        languages = set(WARM_LANGUAGES)
         try:
-            ha_language = (await client.rest.config()).get("language")
-            if isinstance(ha_language, str):
-                languages.add(ha_language)
-        except HAError as exc:
-            log.warning("intents.ha_unreachable_at_start", url=settings.ha_url, error=str(exc))
-        await warming
-        await asyncio.to_thread(_warm, catalog, sorted(languages - set(WARM_LANGUAGES)))
+            await client.open(wait=connect_wait)
+            languages = set(WARM_LANGUAGES)
+            try:
+                ha_language = (await client.rest.config()).get("language")
+                if isinstance(ha_language, str):
+                    languages.add(ha_language)
+            except HAError as exc:
+                log.warning("intents.ha_unreachable_at_start", url=settings.ha_url, error=str(exc))
+            await warming
+            await asyncio.to_thread(_warm, catalog, sorted(languages - set(WARM_LANGUAGES)))
+        except BaseException:
+            await asyncio.gather(warming, return_exceptions=True)
+            await client.close()
+            raise
         handler = HAIntentHandler(client, catalog)
         path = cls([start_over, handler], client=client, catalog=catalog)
         log.info("intents.ready", **path.status())
@@ -96,6 +106,6 @@ class LocalPath:
         }
 
 
-def _warm(catalog: Any, languages: Any) -> None:
+def _warm(catalog: IntentCatalog, languages: Iterable[str]) -> None:
     for language in languages:
         catalog.warm(language)

@@ -20,7 +20,7 @@ from athena.homeassistant.registry import Area
 from athena.intents import followups
 from athena.intents.catalog import IntentCatalog, LanguageIntents
 from athena.intents.memory import IntentMemory, last_memory
-from athena.intents.recognize import Recognizer
+from athena.intents.recognize import Recognition, Recognizer
 from athena.intents.speech import TemplateState, needs_states, render
 from athena.sessions.models import Message, Session
 
@@ -71,14 +71,23 @@ class HAIntentHandler:
         started = time.perf_counter()
         area = self.device_area(turn, home)
         plan: Plan | None = None
+        found: Recognition | None = None
         memory = last_memory(history)
-        if memory is not None and (fu := followups.parse(text, li.language)) is not None:
-            plan = await self._follow_up(fu, memory, home, li)
+        try:
+            if memory is not None and (fu := followups.parse(text, li.language)) is not None:
+                plan = await self._follow_up(fu, memory, home, li)
+            if plan is None:
+                area_name = area.name if area is not None else None
+                found = await asyncio.to_thread(self.recognizer.recognize, text, li, home, area_name)
+        except HAError as exc:
+            log.warning("intents.ha_failed", step="follow_up", error=str(exc))
+            return None
+        except Exception:  # a recognizer bug must not cost the user an answer: the LLM still has one
+            log.exception("intents.recognize_failed")
+            return None
         if plan is None:
-            area_name = area.name if area is not None else None
-            found = await asyncio.to_thread(self.recognizer.recognize, text, li, home, area_name)
             if found is None:
-                return None
+                return None  # not a sentence HA knows: the LLM's turn
             # Copies: the recognition may be a cached one, shared with later turns.
             plan = Plan(
                 found.intent, dict(found.slots), found.response_key, found.domain, dict(found.slot_texts)
@@ -252,8 +261,8 @@ class HAIntentHandler:
                 TemplateState({"entity_id": e, "attributes": {"friendly_name": names.get(e, e)}})
                 for e in entity_ids[:_MAX_STATES]
             ]
-        if not states and domain:
-            states = [TemplateState({"entity_id": f"{domain}.unknown"})]
+            if not states and domain:  # only the domain is read ("Turned on the light")
+                states = [TemplateState({"entity_id": f"{domain}.unknown"})]
         matched, unmatched = _split_by_state(states, plan.slots.get("state"))
         slots = {**plan.slots, **plan.slot_texts}
         try:

@@ -16,6 +16,7 @@ from typing import Any
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+_ISO_TIME_OR_DATE = re.compile(r"\d{2}:\d{2}|\d{4}-\d{2}-\d{2}")
 _ENV = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
 _NEEDS_STATE = re.compile(
     r"\bstate\.(?:state|attributes|last_|state_with_unit)|state_attr|is_state|\bquery\b"
@@ -53,7 +54,7 @@ def _compile(template: str) -> Any:
 
 def _speech_slot(value: Any) -> Any:
     """HA sends `time` / `date` speech slots as ISO strings; templates expect objects with .hour / .month."""
-    if isinstance(value, str):
+    if isinstance(value, str) and _ISO_TIME_OR_DATE.match(value):
         for parse in (dt.time.fromisoformat, dt.date.fromisoformat, dt.datetime.fromisoformat):
             try:
                 return parse(value)

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     max_age REAL NOT NULL,
     turns INTEGER NOT NULL DEFAULT 0,
     next_seq INTEGER NOT NULL DEFAULT 0
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
 CREATE TABLE IF NOT EXISTS messages (
     session_id TEXT NOT NULL,
