@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, PositiveFloat, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -65,6 +66,7 @@ class Settings(BaseSettings):
     llm_fallback_model: str | None = None
     llm_fallback_api_key: SecretStr | None = None
     system_prompt: str | None = None  # replaces the built-in prompt
+    time_zone: str | None = None  # IANA name for "now" in the prompt, e.g. "Europe/Berlin"; default: host's
 
     # Home Assistant (local intents); both unset: the local path is off.
     ha_url: str | None = None
@@ -80,6 +82,16 @@ class Settings(BaseSettings):
     def _known_scheme(cls, v: str) -> str:
         if v and v.split(":", 1)[0] not in STORE_SCHEMES:
             raise ValueError(f"unknown store scheme in {v!r}; use sqlite:///path, redis://host:port/db or memory://")
+        return v
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                ZoneInfo(v)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {v!r}; use an IANA name such as Europe/Berlin") from None
         return v
 
     @model_validator(mode="after")

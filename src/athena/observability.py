@@ -11,7 +11,8 @@ from prometheus_client import Counter, Gauge, Histogram
 # Sessions.
 SESSIONS_ACTIVE = Gauge("athena_sessions_active", "Sessions alive at the last sweep or change")
 SESSIONS_CREATED = Counter("athena_sessions_created_total", "Sessions started")
-SESSIONS_ENDED = Counter("athena_sessions_ended_total", "Sessions ended", ["reason"])  # timeout|max_age|cleared
+# reason: timeout | max_age | cleared
+SESSIONS_ENDED = Counter("athena_sessions_ended_total", "Sessions ended", ["reason"])
 SWEEP_SECONDS = Histogram("athena_sweep_duration_seconds", "Background sweep duration")
 
 # HTTP and turns.

@@ -117,6 +117,17 @@ def test_system_prompt_parts(settings: Settings) -> None:
     assert prompt.index("Extra.") < prompt.index("Client.")
 
 
+def test_system_prompt_uses_configured_time_zone(settings: Settings) -> None:
+    zoned = settings.model_copy(update={"time_zone": "Pacific/Kiritimati"})  # UTC+14: never the host's zone
+    prompt = system_prompt(zoned, Turn("hi", "office"))
+    assert "(+14)" in prompt
+
+
+def test_unknown_time_zone_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown time zone"):
+        Settings(time_zone="Mars/Olympus")
+
+
 def test_messages_keep_only_user_and_assistant_history(settings: Settings) -> None:
     history = [Message("user", "a", 1.0), Message("system", "x", 1.0), Message("assistant", "b", 1.0)]
     messages = build_messages(settings, Turn("c", "office"), history)

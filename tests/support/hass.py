@@ -370,6 +370,9 @@ except ImportError:  # pragma: no cover
 
 
 if __name__ == "__main__":  # `python -m tests.support.hass`: start one and print how to reach it
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop hass and remove its dir on TERM too
     with HassProcess() as proc:
         print(json.dumps({"url": proc.url, "token": proc.token, "config_dir": str(proc.config_dir)}))
         sys.stdout.flush()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from athena.config import Settings
 from athena.engine.types import Turn
@@ -24,7 +25,9 @@ DEFAULT_PROMPT = (
 
 
 def system_prompt(settings: Settings, turn: Turn, now: datetime | None = None) -> str:
-    now = now or datetime.now().astimezone()
+    if now is None:
+        zone = ZoneInfo(settings.time_zone) if settings.time_zone else None
+        now = datetime.now(zone) if zone else datetime.now().astimezone()
     parts = [settings.system_prompt or DEFAULT_PROMPT]
     where = []
     if turn.device_name:
