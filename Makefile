@@ -22,7 +22,7 @@ ha-env:
 lint: install
 	$(BIN)/ruff check src tests bench custom_components tests_ha
 
-test-gateway: install
+test-gateway: install ha-env
 	$(BIN)/pytest -q
 
 test-ha: install ha-env

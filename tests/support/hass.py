@@ -86,13 +86,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_ha_venv(timeout: float = 900.0) -> Path:
-    """`scripts/ha-env` may still be building the venv; wait for its stamp rather than rebuild."""
-    deadline = time.monotonic() + timeout
-    while not HA_STAMP.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{HA_VENV} is not ready (no {HA_STAMP}); run scripts/ha-env")
-        time.sleep(2)
+def require_ha_venv() -> Path:
+    """The venv `scripts/ha-env` builds (`make ha-env`); fail at once with the fix when it is missing."""
+    if not HA_STAMP.exists():
+        raise RuntimeError(f"{HA_VENV} is not built (no {HA_STAMP}); run `make ha-env`")
     return HA_VENV
 
 
@@ -156,7 +153,7 @@ class HassProcess:
         return self.config_dir / "hass-stdout.log"
 
     def start(self) -> HassProcess:
-        venv = wait_for_ha_venv()
+        venv = require_ha_venv()
         write_config(self.config_dir, self.port, self._extra_yaml)
         self.token = make_token(self.config_dir, venv / "bin" / "python")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
