@@ -133,9 +133,9 @@ async def test_concurrent_acquire_and_append_one_device(store: Store, clock: Fak
     assert contents == sorted(f"message {i}" for i in range(100))
 
 
+# memory:// is lost on restart by design
+@pytest.mark.parametrize("stores", ["sqlite", "redis"], indirect=True)
 async def test_reopen_keeps_sessions_and_history(stores: StoreFactory, clock: FakeClock) -> None:
-    if stores.kind == "memory":
-        pytest.skip("the memory store is lost on restart by design")
     first = await stores.open()
     await first.acquire("kitchen", clock.now, T, A, "01A")
     await first.append("01A", [msg(1), msg(2, "assistant")], clock.now, T, A, 10)

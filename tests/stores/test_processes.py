@@ -17,9 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TURNS = 60
 
 
+@pytest.mark.parametrize("stores", ["sqlite", "redis"], indirect=True)  # memory:// lives inside one process
 async def test_two_processes_one_device(stores: StoreFactory, store: Store) -> None:
-    if stores.kind == "memory":
-        pytest.skip("the memory store lives inside one process")
     start_at = time.time() + 1.5  # both interpreters are up by then; they start their turns together
     procs = [
         await asyncio.create_subprocess_exec(
