@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -353,8 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     fake, upstream = start_fake()
     try:
-        with urlopen_json(upstream + "/_control", {"reply": REPLY, "record": False}):
-            pass
+        control = urllib.request.Request(
+            upstream + "/_control",
+            data=json.dumps({"reply": REPLY, "record": False}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(control, timeout=5).close()
         env = {
             "ATHENA_LLM_URL": upstream + "/v1",
             "ATHENA_LLM_MODEL": "fake-model",
@@ -369,15 +374,6 @@ def main(argv: list[str] | None = None) -> int:
         fake.wait(10)
     print(f"\ntargets {'met' if ok else 'MISSED'}; took {time.perf_counter() - started:.0f} s", flush=True)
     return 0 if ok or not args.strict else 1
-
-
-def urlopen_json(url: str, body: dict) -> object:
-    import urllib.request
-
-    req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    return urllib.request.urlopen(req, timeout=5)
 
 
 if __name__ == "__main__":

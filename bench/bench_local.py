@@ -87,15 +87,7 @@ async def baseline(ha: RecordedHA, n: int) -> list[float]:
 
 
 def recognition(entities: int, n: int, cache: bool, sentences: tuple[str, ...] = RECOGNIZE) -> list[float]:
-    raw = make_home(entities)
-    home = build_home(
-        states=raw["states"],
-        areas=raw["areas"],
-        floors=raw["floors"],
-        devices=raw["devices"],
-        entities=raw["entities"],
-        exposed=raw["exposed"],
-    )
+    home = build_home(**make_home(entities))
     li = IntentCatalog().warm("en")
     assert li is not None
     rec = Recognizer(cache_size=512 if cache else 0)

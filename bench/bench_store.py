@@ -33,7 +33,7 @@ from athena.observability import configure_logging
 from athena.sessions.manager import SWEEP_BATCH, SessionManager
 from athena.sessions.models import Message
 from athena.stores import Store, create_store
-from athena.stores.redis import RedisStore, encode_messages
+from athena.stores.redis import RedisStore, _member, encode_messages
 
 REDIS_URL = os.environ.get("ATHENA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 USER = "turn on the kitchen lights and set them to fifty percent"
@@ -46,7 +46,6 @@ CAP = 200
 class Row:
     store: str
     devices: int
-    timed: int = 0
     create_ops: float = 0.0
     get_ops: float = 0.0
     append_ops: float = 0.0
@@ -96,7 +95,7 @@ async def fill_redis(store: RedisStore, names: list[str], now: float) -> None:
             args = [repr(now), repr(t), repr(MAX_AGE), sid, "0", store.grace_ms]
             await store._acquire(keys=keys, args=args, client=pipe)
             pipe.set(store._sid_key(sid), d, px=int(MAX_AGE * 1000) + store.grace_ms)
-            pipe.zadd(store._index, {f"{sid}|{d}": now + t})
+            pipe.zadd(store._index, {_member(sid, d): now + t})
             await store._append(keys=keys, args=[sid, repr(now), repr(t), repr(MAX_AGE), CAP, store.grace_ms,
                                                  *encoded], client=pipe)
         await pipe.execute()
@@ -122,7 +121,6 @@ async def timed_ops(store: Store, now: float, timed: int, row: Row) -> None:
     for d in names:
         await manager.resolve(d)
     row.get_ops = timed / (time.perf_counter() - started)
-    row.timed = timed
 
 
 async def sweeps(store: Store, now: float, row: Row) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,8 +13,7 @@ from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.athena.const import DOMAIN
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.gateway import REPO, free_port
 
 
 class FakeLLMProcess:
@@ -83,7 +80,4 @@ async def setup_athena(
 
 def closed_port_url() -> str:
     """A loopback URL nothing listens on: connection refused."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeassistant.components import conversation
-from homeassistant.components.conversation import AssistantContent, ConversationInput
+from homeassistant.components.conversation import AssistantContent
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers import area_registry as ar
@@ -121,19 +121,13 @@ async def test_turns_ha_answered_itself_are_forwarded_once(
     assert conv_id is not None
 
     # What HA's pipeline does when "prefer handling commands locally" matches: it answers the turn itself and
-    # writes it into the same chat log, without calling the agent.
-    local = ConversationInput(
-        text="turn on the lamp",
-        context=Context(),
-        conversation_id=conv_id,
-        device_id=device.id,
-        language="en",
-        agent_id=AGENT,
-    )
+    # writes it into the same chat log, without calling the agent. (Content objects, not a ConversationInput:
+    # that one gains required fields in newer HA, e.g. satellite_id in 2025.10.)
     with (
         chat_session.async_get_chat_session(hass, conv_id) as session,
-        conversation.async_get_chat_log(hass, session, local) as chat_log,
+        conversation.async_get_chat_log(hass, session) as chat_log,
     ):
+        chat_log.async_add_user_content(conversation.UserContent(content="turn on the lamp"))
         chat_log.async_add_assistant_content_without_tools(
             AssistantContent(agent_id=conversation.HOME_ASSISTANT_AGENT, content="Turned on the lamp")
         )
@@ -239,16 +233,16 @@ def test_unforwarded_turns_skips_what_athena_saw_and_failed_turns() -> None:
         AssistantContent(agent_id="sentence_trigger", content="Timer set"),
         user(content="current question"),
     ]
-    assert unforwarded_turns(said, AGENT, f"{AGENT}#error") == [
+    assert unforwarded_turns(said, AGENT) == [
         {"role": "user", "content": "lights on"},
         {"role": "assistant", "content": "Turned on the lights"},
         {"role": "user", "content": "timer"},
         {"role": "assistant", "content": "Timer set"},
     ]
-    assert unforwarded_turns([*said[:3], user(content="next")], AGENT, f"{AGENT}#error") == []
+    assert unforwarded_turns([*said[:3], user(content="next")], AGENT) == []
 
     many = [user(content="x"), AssistantContent(agent_id="conversation.home_assistant", content="y")] * 30
-    trimmed = unforwarded_turns([*many, user(content="now")], AGENT, f"{AGENT}#error")
+    trimmed = unforwarded_turns([*many, user(content="now")], AGENT)
     assert len(trimmed) == MAX_HISTORY and trimmed[0]["role"] == "user"
 
 

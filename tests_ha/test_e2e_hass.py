@@ -17,7 +17,6 @@ import pytest
 import pytest_socket
 
 import custom_components.athena  # noqa: F401 - module-level import: HA's loader must find our integration
-from tests.support import hass as hass_support
 from tests.support.gateway import GatewayProcess
 from tests.support.hass import HassProcess, HassWS, furnish
 from tests_ha.support import REPO, FakeLLMProcess
@@ -36,13 +35,7 @@ def athena_hass(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HassProces
         ignore=shutil.ignore_patterns("__pycache__"),
     )
     # Assist pipelines come with `default_config:` in a real install; the shared demo config lacks them.
-    base_config = hass_support.CONFIG_YAML
-    if "\nassist_pipeline:" not in base_config:
-        hass_support.CONFIG_YAML = base_config + "assist_pipeline:\n"
-    try:
-        proc = HassProcess(config_dir).start()
-    finally:
-        hass_support.CONFIG_YAML = base_config
+    proc = HassProcess(config_dir, extra_yaml="assist_pipeline:\n").start()
     yield proc
     proc.stop()
 

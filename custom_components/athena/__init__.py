@@ -6,7 +6,6 @@ knows and the gateway cannot see (device, area, satellite, user, turns HA answer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TypeAlias
 
 from homeassistant.config_entries import ConfigEntry
@@ -21,15 +20,8 @@ from .const import DOMAIN
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 PLATFORMS: list[Platform] = [Platform.CONVERSATION]
 
-
-@dataclass
-class AthenaData:
-    """What a loaded entry holds: one client on Home Assistant's shared HTTP session."""
-
-    client: AthenaClient
-
-
-AthenaConfigEntry: TypeAlias = ConfigEntry[AthenaData]
+# A loaded entry holds its client, on Home Assistant's shared HTTP session.
+AthenaConfigEntry: TypeAlias = ConfigEntry[AthenaClient]
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: AthenaConfigEntry) -> bool:
@@ -39,8 +31,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: AthenaConfigEntry) -> bo
     user, turn by turn, that Athena cannot be reached, and works again as soon as the gateway is back.
     Options (timeout, conversation id) are read on every turn, so changing them needs no reload.
     """
-    client = AthenaClient(async_get_clientsession(hass), entry.data[CONF_URL], entry.data[CONF_TOKEN])
-    entry.runtime_data = AthenaData(client=client)
+    entry.runtime_data = AthenaClient(
+        async_get_clientsession(hass), entry.data[CONF_URL], entry.data[CONF_TOKEN]
+    )
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 

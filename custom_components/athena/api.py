@@ -57,37 +57,26 @@ class AthenaClient:
         self.url = normalize_url(url)
         self._headers = {"Authorization": f"Bearer {token}"}
 
-    async def info(self, limit: float = INFO_TIMEOUT) -> dict[str, Any]:
+    async def info(self) -> dict[str, Any]:
         """`GET /athena/info`; raises unless the answer really is Athena's."""
-        status, body = await self._request("GET", INFO_PATH, None, limit)
-        if status in (401, 403):
-            raise InvalidAuth(f"HTTP {status}")
-        if status == 404:
-            raise NotAthena("HTTP 404")
-        if status != 200:
-            raise GatewayError(f"HTTP {status}")
+        body = await self._request("GET", INFO_PATH, None, INFO_TIMEOUT)
         if not isinstance(body, dict) or body.get("service") != "athena":
             raise NotAthena("not an Athena info body")
         return body
 
     async def converse(self, payload: dict[str, Any], limit: float) -> dict[str, Any]:
-        """`POST /ha/conversation`; returns the ConversationResult-shaped dict."""
-        status, body = await self._request("POST", CONVERSATION_PATH, payload, limit)
-        if status in (401, 403):
-            raise InvalidAuth(f"HTTP {status}")
-        if status == 404:
-            raise NotAthena("HTTP 404")
-        if status != 200:
-            raise GatewayError(f"HTTP {status}: {_error_message(body)}")
-        response = body.get("response") if isinstance(body, dict) else None
-        speech = _speech(response)
-        if speech is None:
+        """`POST /ha/conversation`; returns the ConversationResult-shaped dict, with its speech checked."""
+        body = await self._request("POST", CONVERSATION_PATH, payload, limit)
+        try:
+            speech = body["response"]["speech"]["plain"]["speech"]
+        except (KeyError, TypeError):
+            speech = None
+        if not isinstance(speech, str):
             raise GatewayError("answer without speech")
         return body
 
-    async def _request(
-        self, method: str, path: str, payload: dict[str, Any] | None, limit: float
-    ) -> tuple[int, Any]:
+    async def _request(self, method: str, path: str, payload: dict[str, Any] | None, limit: float) -> Any:
+        """The decoded JSON body (None if not JSON) of a 200 answer; any other status raises."""
         try:
             async with self._session.request(
                 method,
@@ -100,19 +89,19 @@ class AthenaClient:
                     body = await resp.json(content_type=None)
                 except ValueError:  # JSONDecodeError and aiohttp's ContentTypeError both derive from it
                     body = None
-                return resp.status, body
+                status = resp.status
         except TimeoutError as err:
             raise GatewayTimeout(f"no answer within {limit:g} s") from err
         except aiohttp.ClientError as err:
             raise CannotConnect(str(err) or type(err).__name__) from err
-
-
-def _speech(response: Any) -> str | None:
-    if not isinstance(response, dict):
-        return None
-    plain = (response.get("speech") or {}).get("plain") or {}
-    speech = plain.get("speech") if isinstance(plain, dict) else None
-    return speech if isinstance(speech, str) else None
+        if status in (401, 403):
+            raise InvalidAuth(f"HTTP {status}")
+        if status == 404:
+            raise NotAthena("HTTP 404")
+        if status != 200:
+            detail = _error_message(body)
+            raise GatewayError(f"HTTP {status}: {detail}" if detail else f"HTTP {status}")
+        return body
 
 
 def _error_message(body: Any) -> str:

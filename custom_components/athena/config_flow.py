@@ -32,14 +32,16 @@ from .const import (
     MIN_TIMEOUT,
 )
 
+_TOKEN_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 
-def _user_schema(defaults: dict[str, Any]) -> vol.Schema:
+
+def _user_schema(defaults: Mapping[str, Any]) -> vol.Schema:
     return vol.Schema(
         {
             vol.Required(CONF_URL, default=defaults.get(CONF_URL, "http://127.0.0.1:8000")): TextSelector(
                 TextSelectorConfig(type=TextSelectorType.URL)
             ),
-            vol.Required(CONF_TOKEN): TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD)),
+            vol.Required(CONF_TOKEN): _TOKEN_SELECTOR,
         }
     )
 
@@ -54,21 +56,9 @@ class AthenaConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         errors: dict[str, str] = {}
         if user_input is not None:
-            try:
-                url = normalize_url(user_input[CONF_URL])
-            except ValueError:
-                errors[CONF_URL] = "invalid_url"
-            else:
-                await self.async_set_unique_id(url)
-                self._abort_if_unique_id_configured()
-                token = user_input[CONF_TOKEN].strip()
-                error = await _check_gateway(self, url, token)
-                if error is None:
-                    return self.async_create_entry(
-                        title=_title(url),
-                        data={CONF_URL: url, CONF_TOKEN: token},
-                    )
-                errors["base"] = error
+            data, errors = await self._check_url_and_token(user_input, None)
+            if not errors:
+                return self.async_create_entry(title=_title(data[CONF_URL]), data=data)
         return self.async_show_form(step_id="user", data_schema=_user_schema(user_input or {}), errors=errors)
 
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
@@ -80,15 +70,13 @@ class AthenaConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             token = user_input[CONF_TOKEN].strip()
-            error = await _check_gateway(self, entry.data[CONF_URL], token)
+            error = await self._check_gateway(entry.data[CONF_URL], token)
             if error is None:
                 return self.async_update_reload_and_abort(entry, data_updates={CONF_TOKEN: token})
             errors["base"] = error
         return self.async_show_form(
             step_id="reauth_confirm",
-            data_schema=vol.Schema(
-                {vol.Required(CONF_TOKEN): TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))}
-            ),
+            data_schema=vol.Schema({vol.Required(CONF_TOKEN): _TOKEN_SELECTOR}),
             description_placeholders={"url": entry.data[CONF_URL]},
             errors=errors,
         )
@@ -98,49 +86,54 @@ class AthenaConfigFlow(ConfigFlow, domain=DOMAIN):
         entry = self._get_reconfigure_entry()
         errors: dict[str, str] = {}
         if user_input is not None:
-            try:
-                url = normalize_url(user_input[CONF_URL])
-            except ValueError:
-                errors[CONF_URL] = "invalid_url"
-            else:
-                await self.async_set_unique_id(url)
-                if url != entry.unique_id:
-                    self._abort_if_unique_id_configured()
-                token = user_input[CONF_TOKEN].strip()
-                error = await _check_gateway(self, url, token)
-                if error is None:
-                    return self.async_update_reload_and_abort(
-                        entry,
-                        unique_id=url,
-                        title=_title(url),
-                        data_updates={CONF_URL: url, CONF_TOKEN: token},
-                    )
-                errors["base"] = error
+            data, errors = await self._check_url_and_token(user_input, entry)
+            if not errors:
+                return self.async_update_reload_and_abort(
+                    entry, unique_id=data[CONF_URL], title=_title(data[CONF_URL]), data_updates=data
+                )
         return self.async_show_form(
-            step_id="reconfigure", data_schema=_user_schema(user_input or dict(entry.data)), errors=errors
+            step_id="reconfigure", data_schema=_user_schema(user_input or entry.data), errors=errors
         )
+
+    async def _check_url_and_token(
+        self, user_input: dict[str, Any], entry: ConfigEntry | None
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """(The entry data to save, the form's errors) for a typed URL and token; aborts on a duplicate.
+
+        The normalized URL is the unique id: another entry with it aborts the flow, the entry being
+        reconfigured itself does not.
+        """
+        try:
+            url = normalize_url(user_input[CONF_URL])
+        except ValueError:
+            return {}, {CONF_URL: "invalid_url"}
+        await self.async_set_unique_id(url)
+        if entry is None or url != entry.unique_id:
+            self._abort_if_unique_id_configured()
+        token = user_input[CONF_TOKEN].strip()
+        if error := await self._check_gateway(url, token):
+            return {}, {"base": error}
+        return {CONF_URL: url, CONF_TOKEN: token}, {}
+
+    async def _check_gateway(self, url: str, token: str) -> str | None:
+        """The form's error key for this URL and token, or None when the gateway accepts them."""
+        try:
+            await AthenaClient(async_get_clientsession(self.hass), url, token).info()
+        except InvalidAuth:
+            return "invalid_auth"
+        except NotAthena:
+            return "not_athena"
+        except CannotConnect:
+            return "cannot_connect"
+        except GatewayError as err:
+            LOGGER.warning("Athena at %s answered /athena/info with %s", url, err)
+            return "not_athena"
+        return None
 
     @staticmethod
     @callback
     def async_get_options_flow(config_entry: ConfigEntry) -> OptionsFlow:
         return AthenaOptionsFlow()
-
-
-async def _check_gateway(flow: ConfigFlow, url: str, token: str) -> str | None:
-    """The form's error key for this URL and token, or None when the gateway accepts them."""
-    client = AthenaClient(async_get_clientsession(flow.hass), url, token)
-    try:
-        await client.info()
-    except InvalidAuth:
-        return "invalid_auth"
-    except NotAthena:
-        return "not_athena"
-    except CannotConnect:
-        return "cannot_connect"
-    except GatewayError as err:
-        LOGGER.warning("Athena at %s answered /athena/info with %s", url, err)
-        return "not_athena"
-    return None
 
 
 class AthenaOptionsFlow(OptionsFlow):

@@ -59,38 +59,31 @@ class AthenaConversationEntity(conversation.ConversationEntity):
             manufacturer="Athena",
             model="Conversation gateway",
             entry_type=DeviceEntryType.SERVICE,
-            configuration_url=entry.runtime_data.client.url,
+            configuration_url=entry.runtime_data.url,
         )
 
     @property
     def supported_languages(self) -> list[str] | Literal["*"]:
         return MATCH_ALL
 
-    @property
-    def _error_agent_id(self) -> str:
-        """Marks replies the user heard but Athena never saw, so they are not sent as history later."""
-        return f"{self.entity_id}#error"
-
     async def _async_handle_message(
         self, user_input: ConversationInput, chat_log: ChatLog
     ) -> conversation.ConversationResult:
         options = self.entry.options
-        pass_id = options.get(CONF_PASS_CONVERSATION_ID, DEFAULT_PASS_CONVERSATION_ID)
-        payload = self._payload(user_input, chat_log, pass_id)
+        client = self.entry.runtime_data
+        payload = self._payload(user_input, chat_log)
         response = intent.IntentResponse(language=user_input.language)
         continue_conversation = False
         try:
-            body = await self.entry.runtime_data.client.converse(
-                payload, float(options.get(CONF_TIMEOUT, DEFAULT_TIMEOUT))
-            )
+            body = await client.converse(payload, float(options.get(CONF_TIMEOUT, DEFAULT_TIMEOUT)))
         except AthenaError as err:
-            LOGGER.warning("Athena at %s could not answer: %s", self.entry.runtime_data.client.url, err)
+            LOGGER.warning("Athena at %s could not answer: %s", client.url, err)
             speech = _failure_speech(err)
             if isinstance(err, InvalidAuth):
                 # HA shows a "re-authenticate" card; the reauth flow asks for the new token.
                 self.entry.async_start_reauth(self.hass)
             response.async_set_error(intent.IntentResponseErrorCode.FAILED_TO_HANDLE, speech)
-            agent_id = self._error_agent_id
+            agent_id = _error_agent_id(self.entity_id)
         else:
             speech, continue_conversation = _fill_response(response, body)
             agent_id = self.entity_id
@@ -105,7 +98,7 @@ class AthenaConversationEntity(conversation.ConversationEntity):
             continue_conversation=continue_conversation,
         )
 
-    def _payload(self, user_input: ConversationInput, chat_log: ChatLog, pass_id: bool) -> dict[str, Any]:
+    def _payload(self, user_input: ConversationInput, chat_log: ChatLog) -> dict[str, Any]:
         satellite_id: str | None = getattr(user_input, "satellite_id", None)  # HA 2025.10+
         where = _where(self.hass, user_input.device_id, satellite_id)
         payload: dict[str, Any] = {
@@ -115,10 +108,11 @@ class AthenaConversationEntity(conversation.ConversationEntity):
             "satellite_id": satellite_id,
             "agent_id": self.entity_id,
             "extra_system_prompt": user_input.extra_system_prompt,
-            "user_id": user_input.context.user_id if user_input.context else None,
+            "user_id": user_input.context.user_id,
             **where,
-            "history": unforwarded_turns(chat_log.content, self.entity_id, self._error_agent_id),
+            "history": unforwarded_turns(chat_log.content, self.entity_id),
         }
+        pass_id = self.entry.options.get(CONF_PASS_CONVERSATION_ID, DEFAULT_PASS_CONVERSATION_ID)
         if pass_id and len(chat_log.conversation_id) <= MAX_CONVERSATION_ID:
             # Without a device, the gateway keys the session on this id: a conversation typed in HA's Assist
             # dialog (or sent through its API) stays one Athena session for as long as HA keeps the id.
@@ -126,26 +120,29 @@ class AthenaConversationEntity(conversation.ConversationEntity):
         return {key: value for key, value in payload.items() if value is not None}
 
 
-def unforwarded_turns(content: Sequence[Any], agent_id: str, error_agent_id: str) -> list[dict[str, str]]:
+def _error_agent_id(agent_id: str) -> str:
+    """Marks replies the user heard but Athena never saw, so they are not sent as history later."""
+    return f"{agent_id}#error"
+
+
+def unforwarded_turns(content: Sequence[Any], agent_id: str) -> list[dict[str, str]]:
     """User/assistant turns in HA's chat log since Athena last answered, minus the current input.
 
     These are the turns HA answered itself ("prefer handling commands locally", sentence triggers): the
-    gateway adds them to the device's session so the LLM sees them. Turns where Athena failed are left out.
+    gateway adds them to the device's session so the LLM sees them. Turns where Athena failed are left out;
+    the current input has no answer yet, so it never becomes a turn here.
     """
-    earlier = list(content[:-1]) if content and content[-1].role == "user" else list(content)
-    start = 0
-    for index in range(len(earlier) - 1, -1, -1):
-        item = earlier[index]
-        if item.role == "assistant" and item.agent_id == agent_id:
-            start = index + 1
-            break
+    failed_id = _error_agent_id(agent_id)
     turns: list[dict[str, str]] = []
     pending_user: str | None = None
-    for item in earlier[start:]:
+    for item in content:
         if item.role == "user":
             pending_user = item.content
+        elif item.role == "assistant" and item.agent_id == agent_id:
+            turns.clear()  # Athena saw everything up to its own answer
+            pending_user = None
         elif item.role == "assistant" and item.content:
-            if item.agent_id != error_agent_id:
+            if item.agent_id != failed_id:
                 if pending_user is not None:
                     turns.append({"role": "user", "content": pending_user})
                 turns.append({"role": "assistant", "content": item.content})
@@ -176,7 +173,7 @@ def _fill_response(response: intent.IntentResponse, body: dict[str, Any]) -> tup
     """Copy the gateway's ConversationResult dict into HA's IntentResponse; returns (speech, continue)."""
     answer = body["response"]
     speech: str = answer["speech"]["plain"]["speech"]
-    data = answer.get("data") if isinstance(answer.get("data"), dict) else {}
+    data = answer["data"] if isinstance(answer.get("data"), dict) else {}
     if answer.get("response_type") == "error":
         response.async_set_error(_error_code(data.get("code")), speech)
     else:

@@ -15,9 +15,8 @@ TO_REDACT = {CONF_TOKEN, "api_key", "llm_api_key", "authorization"}
 
 
 async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: AthenaConfigEntry) -> dict[str, Any]:
-    client = entry.runtime_data.client
     try:
-        gateway: dict[str, Any] = await client.info()
+        gateway: dict[str, Any] = await entry.runtime_data.info()
     except AthenaError as err:
         gateway = {"error": f"{type(err).__name__}: {err}"}
     return {

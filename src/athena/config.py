@@ -100,8 +100,9 @@ class Settings(BaseSettings):
             self.store_url = f"sqlite:///{self.data_dir / 'athena.db'}"
         if (self.ha_url is None) != (self.ha_token is None):
             raise ValueError("set both ATHENA_HA_URL and ATHENA_HA_TOKEN, or neither")
-        if self.llm_fallback_url and not self.llm_fallback_model:
-            self.llm_fallback_model = self.llm_model
+        if self.llm_fallback_url:  # the fallback speaks the primary's API and model unless told otherwise
+            self.llm_fallback_api = self.llm_fallback_api or self.llm_api
+            self.llm_fallback_model = self.llm_fallback_model or self.llm_model
         return self
 
     @property

@@ -1,4 +1,4 @@
-"""The real gateway (uvicorn + the FastAPI app) on a loopback port inside the test's event loop, in front
+"""The real gateway (uvicorn + the Starlette app) on a loopback port inside the test's event loop, in front
 of the fake LLM server. In-process so a test can move the sessions' clock instead of sleeping."""
 
 from __future__ import annotations

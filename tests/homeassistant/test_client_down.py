@@ -1,20 +1,11 @@
 """HA down or going away: clear errors, no crash, and a reconnect with backoff once it is back."""
 
-import asyncio
-
 import pytest
 
 from athena.homeassistant import HAClient, HAUnavailable
-from tests.support.hass import free_port
+from tests.support.gateway import free_port
+from tests.support.hass import wait_for
 from tests.support.recorded_ha import TOKEN, RecordedHA, make_home
-
-
-async def wait_for(predicate, seconds: float = 15.0) -> bool:
-    for _ in range(int(seconds / 0.05)):
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return predicate()
 
 
 async def test_down_at_start_then_back():

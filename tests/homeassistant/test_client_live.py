@@ -1,20 +1,9 @@
 """The HA client against a real `hass`: registries loaded, device areas known, and kept fresh on change."""
 
-import asyncio
-
 import pytest
 
 from athena.homeassistant import HAClient
-from tests.support.hass import HassWS
-
-
-async def wait_for(predicate, seconds: float = 15.0) -> bool:
-    """Poll until `predicate()` holds (a bounded wait for HA's events, not a timing assertion)."""
-    for _ in range(int(seconds / 0.05)):
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return predicate()
+from tests.support.hass import HassWS, wait_for
 
 
 @pytest.fixture

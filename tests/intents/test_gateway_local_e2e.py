@@ -1,22 +1,11 @@
 """Through the real gateway process: HA's `/ha/conversation` in, local turns out, later seen by the LLM."""
 
 import asyncio
-import json
-import urllib.request
 
 import aiohttp
 import pytest
 
 from tests.support.gateway import GatewayProcess
-
-
-def call_service(proc, domain: str, service: str, entity_id: str) -> None:
-    req = urllib.request.Request(
-        f"{proc.url}/api/services/{domain}/{service}",
-        data=json.dumps({"entity_id": entity_id}).encode(),
-        headers={"Authorization": f"Bearer {proc.token}", "Content-Type": "application/json"},
-    )
-    urllib.request.urlopen(req, timeout=10).read()
 
 
 @pytest.fixture
@@ -42,7 +31,7 @@ async def gateway(hass_home, fake_llm):
 async def test_local_turns_then_llm_with_them_in_history(gateway, fake_llm):
     gw, proc, ids = gateway
     kitchen_device = ids["devices"]["light.kitchen_lights"]
-    call_service(proc, "light", "turn_off", "light.kitchen_lights")
+    proc.call_service("light", "turn_off", "light.kitchen_lights")
     headers = {"Authorization": f"Bearer {gw.token}"}
     async with aiohttp.ClientSession(headers=headers) as http:
 

@@ -1,12 +1,17 @@
 """The HA intent handler against the recorded HA stand-in: HA-side failures fall through to the LLM (None)."""
 
+import asyncio
+
 import pytest
 
+from athena.config import Settings
 from athena.engine.types import Turn
 from athena.homeassistant import HAClient
+from athena.intents import LocalPath
 from athena.intents.catalog import IntentCatalog
 from athena.intents.handler import HAIntentHandler
 from athena.sessions.models import Message, Session
+from tests.support.gateway import free_port
 from tests.support.recorded_ha import TOKEN, RecordedHA, make_home
 
 SESSION = Session("s", "satellite-kitchen", 0, 0, 1e12, 300, 86400)
@@ -76,10 +81,6 @@ async def test_memory_only_from_the_latest_assistant_turn(catalog):
 
 
 async def test_local_path_with_ha_down_still_starts_and_serves_start_over():
-    from athena.config import Settings
-    from athena.intents import LocalPath
-    from tests.support.hass import free_port
-
     local = await LocalPath.start(Settings(ha_url=f"http://127.0.0.1:{free_port()}", ha_token="t"))
     try:
         status = local.status()
@@ -95,8 +96,6 @@ async def test_local_path_with_ha_down_still_starts_and_serves_start_over():
 
 
 async def test_concurrent_turns_from_many_rooms(catalog):
-    import asyncio
-
     rooms = ["kitchen", "living_room", "bedroom", "office", "hallway", "bathroom", "garage", "study"]
     async with RecordedHA(make_home(200)) as ha:
         client, handler = await open_handler(ha, catalog)

@@ -3,10 +3,6 @@
 The engine saves each local turn with its follow-up memory; the next turn reads it back from the store.
 """
 
-import asyncio
-import json
-import urllib.request
-
 import pytest
 
 from athena.config import Settings
@@ -16,15 +12,7 @@ from athena.intents import LocalPath
 from athena.llm import create_backend
 from athena.sessions.manager import SessionManager
 from athena.stores import create_store
-
-
-def call_service(proc, domain: str, service: str, entity_id: str) -> None:
-    req = urllib.request.Request(
-        f"{proc.url}/api/services/{domain}/{service}",
-        data=json.dumps({"entity_id": entity_id}).encode(),
-        headers={"Authorization": f"Bearer {proc.token}", "Content-Type": "application/json"},
-    )
-    urllib.request.urlopen(req, timeout=10).read()
+from tests.support.hass import HassWS, wait_for
 
 
 @pytest.fixture
@@ -64,8 +52,8 @@ async def test_status_reports_home_and_languages(rig):
 
 async def test_turn_on_then_follow_ups(rig, fake_llm):
     engine, proc, ids, _ = rig
-    call_service(proc, "light", "turn_off", "light.kitchen_lights")
-    call_service(proc, "light", "turn_on", "light.living_room_rgbww_lights")
+    proc.call_service("light", "turn_off", "light.kitchen_lights")
+    proc.call_service("light", "turn_on", "light.living_room_rgbww_lights")
 
     reply = await engine.handle(turn("Turn on the kitchen lights", ids))
     assert reply.path == "local" and reply.response_type == "action_done"
@@ -99,8 +87,8 @@ async def test_turn_on_then_follow_ups(rig, fake_llm):
 
 async def test_device_area_scopes_turn_off_the_lights(rig):
     engine, proc, ids, _ = rig
-    call_service(proc, "light", "turn_on", "light.bed_light")
-    call_service(proc, "light", "turn_on", "light.office_rgbw_lights")
+    proc.call_service("light", "turn_on", "light.bed_light")
+    proc.call_service("light", "turn_on", "light.office_rgbw_lights")
     reply = await engine.handle(turn("turn off the lights", ids, room_light="light.bed_light"))
     assert reply.path == "local" and reply.speech == "Turned off the lights"
     assert proc.state("light.bed_light")["state"] == "off"
@@ -109,11 +97,10 @@ async def test_device_area_scopes_turn_off_the_lights(rig):
 
 async def test_questions_are_answered_from_ha_state(rig):
     engine, proc, ids, _ = rig
-    call_service(proc, "cover", "close_cover", "cover.kitchen_window")
-    await asyncio.sleep(0)  # demo covers move over time; only the answer's shape matters
+    proc.call_service("cover", "close_cover", "cover.kitchen_window")
     reply = await engine.handle(turn("is the kitchen window open?", ids))
     assert reply.path == "local" and reply.response_type == "query_answer"
-    assert reply.speech.startswith(("No", "Yes"))
+    assert reply.speech.startswith(("No", "Yes"))  # demo covers move over time: only the shape is sure
 
 
 async def test_unknown_sentence_goes_to_the_llm_with_the_local_turns(rig, fake_llm):
@@ -150,7 +137,7 @@ async def test_start_over_forgets_the_follow_up_memory(rig, fake_llm):
 
 async def test_language_comes_from_the_turn(rig):
     engine, proc, ids, local = rig
-    call_service(proc, "light", "turn_on", "light.kitchen_lights")
+    proc.call_service("light", "turn_on", "light.kitchen_lights")
     reply = await engine.handle(turn("Schalte Kitchen Lights aus", ids, language="de-DE"))
     assert reply.path == "local"
     assert proc.state("light.kitchen_lights")["state"] == "off"
@@ -161,8 +148,6 @@ async def test_language_comes_from_the_turn(rig):
 
 async def test_floor_from_the_registry_and_as_a_follow_up(rig):
     engine, proc, ids, local = rig
-    from tests.support.hass import HassWS
-
     async with HassWS(proc.url, proc.token) as ws:
         floors = await ws.call("config/floor_registry/list")
         floor = next((f for f in floors if f["name"] == "Upstairs"), None)
@@ -171,14 +156,11 @@ async def test_floor_from_the_registry_and_as_a_follow_up(rig):
         await ws.call(
             "config/area_registry/update", area_id=ids["areas"]["Bedroom"], floor_id=floor["floor_id"]
         )
-    for _ in range(300):  # the registry event refreshes the cache
-        if local.client.home.find_floor("upstairs"):
-            break
-        await asyncio.sleep(0.05)
-    assert local.client.home.find_floor("upstairs") is not None
+    # The registry event refreshes the cache.
+    assert await wait_for(lambda: local.client.home.find_floor("upstairs") is not None)
 
-    call_service(proc, "light", "turn_on", "light.bed_light")
-    call_service(proc, "light", "turn_on", "light.office_rgbw_lights")
+    proc.call_service("light", "turn_on", "light.bed_light")
+    proc.call_service("light", "turn_on", "light.office_rgbw_lights")
     reply = await engine.handle(
         turn("turn off the office lights", ids, room_light="light.office_rgbw_lights")
     )

@@ -13,27 +13,15 @@ def en():
     return IntentCatalog().warm("en")
 
 
-def home_from(raw, **overrides):
-    raw = {**raw, **overrides}
-    return build_home(
-        states=raw["states"],
-        areas=raw["areas"],
-        floors=raw["floors"],
-        devices=raw["devices"],
-        entities=raw["entities"],
-        exposed=raw["exposed"],
-    )
-
-
 def test_named_entity(en):
-    home = home_from(make_home(40))
+    home = build_home(**make_home(40))
     found = Recognizer().recognize("Turn on the Kitchen Lights!", en, home)
     assert found is not None and found.intent == "HassTurnOn"
     assert found.slots == {"name": "Kitchen Lights"} and found.domain == "light"
 
 
 def test_device_area_fills_in_the_room(en):
-    home = home_from(make_home(40))
+    home = build_home(**make_home(40))
     found = Recognizer().recognize("turn off the lights", en, home, area_name="Bedroom")
     assert found is not None and found.intent == "HassTurnOff"
     assert found.slots == {"area": "Bedroom", "domain": "light"} and found.response_key == "lights_area"
@@ -44,7 +32,7 @@ def test_device_area_fills_in_the_room(en):
 
 
 def test_unknown_sentence_and_unknown_name(en):
-    home = home_from(make_home(40))
+    home = build_home(**make_home(40))
     rec = Recognizer()
     assert rec.recognize("tell me a joke about owls", en, home) is None
     assert rec.recognize("turn on the spaceship", en, home) is None
@@ -55,7 +43,7 @@ def test_unexposed_entity_is_not_a_name(en):
     del raw["exposed"]["light.kitchen_lights"]  # HA's list names only exposed entities
     entry = next(e for e in raw["entities"] if e["entity_id"] == "light.kitchen_lights")
     entry["options"] = {"conversation": {"should_expose": False}}
-    home = home_from(raw)
+    home = build_home(**raw)
     assert "light.kitchen_lights" not in home.entities
     found = Recognizer().recognize("turn on the kitchen lights", en, home)
     # Still a sentence HA knows ("the lights in the kitchen"), but no longer naming the hidden entity.
@@ -64,18 +52,14 @@ def test_unexposed_entity_is_not_a_name(en):
 
 def test_slot_lists_are_rebuilt_per_snapshot(en):
     rec = Recognizer()
-    small = home_from(make_home(5))
+    small = build_home(**make_home(5))
     assert "name" not in rec.recognize("turn on the garage lights", en, small).slots  # not among 5 entities
-    bigger = build_home(
-        **{k: v for k, v in make_home(60).items() if k != "exposed"},
-        exposed=make_home(60)["exposed"],
-        version=small.version + 1,
-    )
+    bigger = build_home(**make_home(60), version=small.version + 1)
     assert rec.recognize("turn on the garage lights", en, bigger).slots == {"name": "Garage Lights"}
 
 
 def test_device_and_satellite_areas():
-    home = home_from(make_home(10))
+    home = build_home(**make_home(10))
     assert home.area_of_device("satellite-kitchen").name == "Kitchen"
     assert home.area_of_device("nope") is None
     assert home.find_area("LIVING room").id == "living_room"

@@ -11,6 +11,7 @@ import pytest
 
 from athena.llm import OllamaBackend, OpenAIBackend, Timeouts, make_backend
 from tests.support.fake_llm import FakeLLM
+from tests.support.gateway import free_port
 
 _names = itertools.count()
 
@@ -44,10 +45,7 @@ async def llm(api: str, fake_llm: FakeLLM) -> AsyncIterator[OpenAIBackend | Olla
 @pytest.fixture
 def refused_url() -> str:
     """A loopback port nobody listens on: connecting is refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture

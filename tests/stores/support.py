@@ -37,23 +37,16 @@ class FakeClock:
         return self.now
 
 
-async def redis_available() -> bool:
+async def require_redis() -> None:
     client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
     try:
         await client.ping()
-        return True
     except (aioredis.RedisError, OSError):
-        return False
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"Redis is required in CI but {REDIS_URL} is unreachable")
+        pytest.skip(f"Redis not reachable at {REDIS_URL}")
     finally:
         await client.aclose()
-
-
-async def require_redis() -> None:
-    if await redis_available():
-        return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"Redis is required in CI but {REDIS_URL} is unreachable")
-    pytest.skip(f"Redis not reachable at {REDIS_URL}")
 
 
 async def delete_prefix(prefix: str) -> None:
@@ -114,11 +107,11 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def make_manager(store: Store, clock: FakeClock) -> AsyncIterator[Callable[..., SessionManager]]:
+def make_manager(store: Store, clock: FakeClock) -> Callable[..., SessionManager]:
     """manager(**settings): a SessionManager on this test's store and clock (sweep loop not started)."""
 
     def build(**overrides: object) -> SessionManager:
         settings = Settings(store_url="memory://", **overrides)  # the URL is unused: the store is given
         return SessionManager(store, settings, clock=clock)
 
-    yield build
+    return build

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import sqlite3
 from pathlib import Path
 
@@ -19,12 +18,7 @@ from athena.stores.memory import MemoryStore
 from athena.stores.redis import RedisStore
 from athena.stores.sqlite import SQLiteStore
 from tests.stores.support import delete_prefix, require_redis
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.gateway import free_port
 
 
 class TcpProxy:

@@ -6,14 +6,13 @@ import asyncio
 import json
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from athena.stores import Store
 from tests.stores.support import StoreFactory
+from tests.support.gateway import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
 TURNS = 60
 
 
@@ -23,7 +22,7 @@ async def test_two_processes_one_device(stores: StoreFactory, store: Store) -> N
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.stores.hammer", stores.url, "kitchen", str(TURNS), str(start_at),
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         for _ in range(2)
     ]

@@ -51,6 +51,7 @@ class GatewayProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = self._extra.get("ATHENA_API_TOKEN") or secrets.token_urlsafe(24)
         self._tmp: str | None = None
+        self._last_log = ""  # the log's text once the temp dir is gone
         self.data_dir: Path | None = None
         self.log_path: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -64,14 +65,13 @@ class GatewayProcess:
         env.update(
             {
                 "ATHENA_DATA_DIR": str(self.data_dir),
-                "ATHENA_API_TOKEN": self.token,
                 "ATHENA_HOST": "127.0.0.1",
                 "ATHENA_PORT": str(self.port),
                 "PYTHONUNBUFFERED": "1",
+                **self._extra,
+                "ATHENA_API_TOKEN": self.token,
             }
         )
-        env.update(self._extra)
-        env["ATHENA_API_TOKEN"] = self.token
         # The gateway package may not be installed in the caller's interpreter; src/ on the path covers both.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p)
         with open(self.log_path, "wb") as log:
@@ -135,7 +135,7 @@ class GatewayProcess:
     def log(self) -> str:
         if self.log_path is not None and self.log_path.exists():
             return self.log_path.read_text(errors="replace")
-        return getattr(self, "_last_log", "")
+        return self._last_log
 
     def request(
         self, method: str, path: str, body: Any = None, *, token: str | None = None, timeout: float = 30.0

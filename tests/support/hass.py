@@ -14,20 +14,22 @@ For homes of 1000 entities or HA going away and coming back, see tests/support/r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from tests.support.gateway import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HA_VENV = Path(os.environ.get("ATHENA_HA_VENV", ROOT / ".venv-ha"))
@@ -80,10 +82,13 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+async def wait_for(predicate: Callable[[], bool], seconds: float = 15.0) -> bool:
+    """Poll until `predicate()` holds: a bounded wait for HA's events, not a timing assertion."""
+    for _ in range(int(seconds / 0.05)):
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return predicate()
 
 
 def require_ha_venv() -> Path:
@@ -111,10 +116,9 @@ def write_config(config_dir: Path, port: int, extra_yaml: str = "") -> None:
     (storage / "onboarding").write_text(json.dumps(onboarding))
 
 
-def make_token(config_dir: Path, python: Path | None = None) -> str:
-    python = python or HA_VENV / "bin" / "python"
+def make_token(config_dir: Path) -> str:
     out = subprocess.run(
-        [str(python), "-c", _TOKEN_SCRIPT, str(config_dir)],
+        [str(HA_VENV / "bin" / "python"), "-c", _TOKEN_SCRIPT, str(config_dir)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -155,7 +159,7 @@ class HassProcess:
     def start(self) -> HassProcess:
         venv = require_ha_venv()
         write_config(self.config_dir, self.port, self._extra_yaml)
-        self.token = make_token(self.config_dir, venv / "bin" / "python")
+        self.token = make_token(self.config_dir)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
         self._proc = subprocess.Popen(
             [str(venv / "bin" / "hass"), "-c", str(self.config_dir), "--skip-pip"],
@@ -175,31 +179,28 @@ class HassProcess:
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
                 raise RuntimeError(f"hass exited with {self._proc.returncode}:\n{self.tail()}")
-            if self._api_ok() and self._state_exists("light.kitchen_lights"):
+            try:  # the API answers with our token and the demo platform has set up its lights
+                self.state("light.kitchen_lights")
                 return
-            time.sleep(0.25)
+            except (OSError, ValueError):  # URLError is an OSError
+                time.sleep(0.25)
         raise RuntimeError(f"hass did not answer within {self._startup_timeout} s:\n{self.tail()}")
 
-    def _get(self, path: str) -> Any:
-        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.token}"})
-        with urllib.request.urlopen(req, timeout=2) as resp:
+    def _request(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        req = urllib.request.Request(
+            self.url + path,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 
-    def _api_ok(self) -> bool:
-        try:
-            return self._get("/api/").get("message") == "API running."
-        except (OSError, urllib.error.URLError, ValueError):
-            return False
-
-    def _state_exists(self, entity_id: str) -> bool:
-        try:
-            self._get(f"/api/states/{entity_id}")
-            return True
-        except (OSError, urllib.error.URLError, ValueError):
-            return False
-
     def state(self, entity_id: str) -> dict[str, Any]:
-        return self._get(f"/api/states/{entity_id}")
+        return self._request(f"/api/states/{entity_id}")
+
+    def call_service(self, domain: str, service: str, entity_id: str) -> None:
+        """Set a device's state behind the gateway's back, as a user at a wall switch would."""
+        self._request(f"/api/services/{domain}/{service}", {"entity_id": entity_id})
 
     def tail(self, n: int = 4000) -> str:
         try:
@@ -274,13 +275,12 @@ class HassWS:
                 return msg.get("result")
 
 
-async def ensure_area(ws: HassWS, area_name: str, floor_id: str | None = None) -> str:
+async def ensure_area(ws: HassWS, area_name: str) -> str:
     """The id of the area with this name, created if missing."""
     areas = await ws.call("config/area_registry/list")
     area = next((a for a in areas if a["name"].lower() == area_name.lower()), None)
     if area is None:
-        fields = {"floor_id": floor_id} if floor_id else {}
-        area = await ws.call("config/area_registry/create", name=area_name, **fields)
+        area = await ws.call("config/area_registry/create", name=area_name)
     return area["area_id"]
 
 
@@ -331,8 +331,6 @@ def shared_home() -> tuple[HassProcess, dict[str, Any]]:
     global _shared_home
     proc = shared_hass()
     if _shared_home is None:
-        import asyncio
-
         _shared_home = asyncio.run(furnish(proc.url, proc.token))
     return proc, _shared_home
 

@@ -3,7 +3,7 @@
 For what a real `hass` (tests/support/hass.py) cannot do cheaply: homes of 1000 entities (benchmarks), going
 down and coming back on the same port (reconnect tests), and a steady, HA-free latency baseline. It serves the
 slice of HA's API the gateway uses: REST `/api/`, `/api/config`, `/api/states[/<id>]`, `/api/intent/handle`,
-`/api/services/...`, and the WebSocket API (auth, registry lists, exposure list, `get_entries`,
+and the WebSocket API (auth, registry lists, exposure list, `get_entries`,
 `subscribe_events`, registry-updated events).
 
 Stdlib + aiohttp only.
@@ -30,7 +30,10 @@ KINDS = (
 
 
 def make_home(n_entities: int, rooms: Iterable[str] = ROOMS) -> dict[str, Any]:
-    """A synthetic home shaped like HA's API answers: n entities spread over rooms, every one exposed."""
+    """A synthetic home shaped like HA's API answers: n entities spread over rooms, every one exposed.
+
+    Its keys are `build_home`'s keyword arguments: `build_home(**make_home(50))` is the gateway's snapshot.
+    """
     rooms = list(rooms)
     areas = [
         {"area_id": r.lower().replace(" ", "_"), "name": r, "aliases": [], "floor_id": None} for r in rooms
@@ -56,9 +59,7 @@ def make_home(n_entities: int, rooms: Iterable[str] = ROOMS) -> dict[str, Any]:
                 "device_id": device_id,
                 "area_id": None,
                 "name": None,
-                "options": {
-                    "conversation": {"should_expose": True}
-                },  # HA writes this when it decides exposure
+                "options": {"conversation": {"should_expose": True}},  # HA writes it once it decides
             }
         )
         devices.append({"id": device_id, "area_id": area_id, "name": name})
@@ -117,7 +118,6 @@ class RecordedHA:
         app.router.add_get("/api/states", self._all_states)
         app.router.add_get("/api/states/{entity_id}", self._state)
         app.router.add_post("/api/intent/handle", self._intent)
-        app.router.add_post("/api/services/{domain}/{service}", self._service)
         app.router.add_get("/api/websocket", self._websocket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -140,14 +140,11 @@ class RecordedHA:
         await self.stop()
 
     # -- REST ---------------------------------------------------------------------------------------------
-    def _authorized(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == f"Bearer {TOKEN}"
-
     async def _guard(self, request: web.Request, body: Any = None) -> web.Response | None:
         self.requests.append((request.method, request.path, body))
         if self.delay:
             await asyncio.sleep(self.delay)
-        if not self._authorized(request):
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return web.json_response({"message": "Unauthorized"}, status=401)
         return None
 
@@ -167,12 +164,6 @@ class RecordedHA:
         if state is None:
             return web.json_response({"message": "Entity not found."}, status=404)
         return web.json_response(state)
-
-    async def _service(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        if denied := await self._guard(request, body):
-            return denied
-        return web.json_response([])
 
     async def _intent(self, request: web.Request) -> web.Response:
         body = await request.json()

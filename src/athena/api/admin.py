@@ -3,6 +3,9 @@ and token with /athena/info) and the live sessions (list, show, clear one device
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import TypeVar
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -12,12 +15,27 @@ from athena.api.bodies import device_id
 from athena.api.errors import ApiError
 from athena.api.responses import json_response
 from athena.api.state import engine, runtime
-from athena.sessions.manager import SessionManager
 from athena.stores.base import StoreError
 
+T = TypeVar("T")
 
-def _manager(request: Request) -> SessionManager:
-    return engine(request).manager
+
+async def _stored(call: Awaitable[T]) -> T:
+    """A store failure is the operator's 503, not a 500."""
+    try:
+        return await call
+    except StoreError as exc:
+        raise ApiError(503, f"the session store failed: {exc}", "store_unavailable") from None
+
+
+def _device(request: Request) -> str:
+    key = device_id(request.path_params["device"], "device")
+    assert key is not None
+    return key
+
+
+def _no_session(key: str) -> ApiError:
+    return ApiError(404, f"no live session for device {key!r}", "no_session")
 
 
 async def info(request: Request) -> Response:
@@ -35,22 +53,14 @@ async def info(request: Request) -> Response:
 
 
 async def list_sessions(request: Request) -> Response:
-    try:
-        sessions = await _manager(request).list_active()
-    except StoreError as exc:
-        raise ApiError(503, f"the session store failed: {exc}", "store_unavailable") from None
-    return json_response({"sessions": sessions})
+    return json_response({"sessions": await _stored(engine(request).manager.list_active())})
 
 
 async def show_session(request: Request) -> Response:
-    key = device_id(request.path_params["device"], "device")
-    assert key is not None
-    try:
-        found = await engine(request).transcript(key)
-    except StoreError as exc:
-        raise ApiError(503, f"the session store failed: {exc}", "store_unavailable") from None
+    key = _device(request)
+    found = await _stored(engine(request).transcript(key))
     if found is None:
-        raise ApiError(404, f"no live session for device {key!r}", "no_session")
+        raise _no_session(key)
     described, messages = found
     described["messages"] = [
         {"role": m.role, "content": m.content, "ts": m.ts, "meta": dict(m.meta)} for m in messages
@@ -59,18 +69,12 @@ async def show_session(request: Request) -> Response:
 
 
 async def clear_session(request: Request) -> Response:
-    key = device_id(request.path_params["device"], "device")
-    assert key is not None
-    try:
-        cleared = await _manager(request).clear(key)
-    except StoreError as exc:
-        raise ApiError(503, f"the session store failed: {exc}", "store_unavailable") from None
-    if not cleared:
-        raise ApiError(404, f"no live session for device {key!r}", "no_session")
+    key = _device(request)
+    if not await _stored(engine(request).manager.clear(key)):
+        raise _no_session(key)
     return json_response({"cleared": True, "device": key})
 
 
-# Plain Starlette routes: no dependency injection on the hot path; bodies are parsed in bodies.py.
 routes = [
     Route("/athena/info", info, methods=["GET"]),
     Route("/athena/sessions", list_sessions, methods=["GET"]),

@@ -1,5 +1,9 @@
-"""The FastAPI app factory: one SessionManager, one LLM backend and the local path per process, opened and
-closed by the lifespan; routers only translate wire formats to engine calls."""
+"""The app factory: one SessionManager, one LLM backend and the local path per process, opened and closed by
+the lifespan; routers only translate wire formats to engine calls.
+
+Plain Starlette: the routes parse their own bodies (bodies.py), so FastAPI would add only per-request
+middleware layers (telemetry, body limit, exit stack) to a hot path whose budget is about a millisecond.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import structlog
-from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from athena import __version__
 from athena.api import admin, errors, ha, health, openai
@@ -27,46 +32,39 @@ from athena.stores.base import StoreError
 log = structlog.get_logger("athena.api")
 
 
-def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> FastAPI:
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> Starlette:
     """`clock` drives session expiry (tests pass a controllable one)."""
-    rt = Runtime(settings=settings, token=load_token(settings), clock=clock)
+    rt = Runtime(settings=settings, token=load_token(settings))
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             try:
-                await _start(rt, stack)
+                await _start(rt, stack, clock)
             except (StoreError, LLMError, OSError) as exc:
                 rt.start_error = str(exc) or type(exc).__name__  # said in one line by the middleware
                 raise
             yield
             log.info("athena.stopping")
 
-    app = FastAPI(
-        title="Athena",
-        version=__version__,
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
-    app.state.athena = rt
-    errors.install(app)
-    for module in (ha, openai, health, admin):
-        app.router.routes.extend(module.routes)
-    app.add_middleware(
+    routes = [*ha.routes, *openai.routes, *health.routes, *admin.routes]
+    gateway = Middleware(
         GatewayMiddleware,
         token=rt.token,
         max_body=settings.max_body_bytes,
-        endpoints=lambda: {getattr(r, "path", "") for r in app.routes},
+        endpoints={r.path for r in routes},
         start_error=lambda: rt.start_error,
     )
+    app = Starlette(
+        routes=routes, middleware=[gateway], exception_handlers=errors.HANDLERS, lifespan=lifespan
+    )
+    app.state.athena = rt
     return app
 
 
-async def _start(rt: Runtime, stack: contextlib.AsyncExitStack) -> None:
+async def _start(rt: Runtime, stack: contextlib.AsyncExitStack, clock: Callable[[], float]) -> None:
     """Open the store, the LLM backend and the local path; the stack closes them in reverse."""
-    settings, clock = rt.settings, rt.clock
+    settings = rt.settings
     manager = SessionManager(create_store(settings.store_url), settings, clock)
     await manager.start()
     stack.push_async_callback(manager.stop)
@@ -75,7 +73,7 @@ async def _start(rt: Runtime, stack: contextlib.AsyncExitStack) -> None:
     stack.push_async_callback(llm.close)
     local = await LocalPath.start(settings, sessions=manager)
     stack.push_async_callback(local.close)
-    rt.manager, rt.llm, rt.local = manager, llm, local
+    rt.local = local
     rt.engine = Engine(manager, llm, settings, local.handlers)
     rt.probe = health.Probe(manager, llm)
     log.info(

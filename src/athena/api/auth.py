@@ -43,8 +43,9 @@ def read_token_file(settings: Settings) -> str | None:
 
 
 def load_token(settings: Settings) -> ApiToken:
-    if settings.api_token is not None and settings.api_token.get_secret_value().strip():
-        return ApiToken(settings.api_token.get_secret_value().strip(), "ATHENA_API_TOKEN")
+    given = settings.api_token.get_secret_value().strip() if settings.api_token else ""
+    if given:
+        return ApiToken(given, "ATHENA_API_TOKEN")
     path = token_path(settings)
     if existing := read_token_file(settings):
         return ApiToken(existing, str(path))

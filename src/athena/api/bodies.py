@@ -1,7 +1,7 @@
 """Reading request bodies: JSON (orjson) into pydantic models, with every failure a precise 4xx.
 
-Parsing here rather than through FastAPI's body injection keeps the messages exact (400 for bad JSON, 415 for
-another media type, 422 naming the field) and skips a second validation pass on the hot path.
+Parsing here rather than through a framework's body injection keeps the messages exact (400 for bad JSON,
+415 for another media type, 422 naming the field) and skips a second validation pass on the hot path.
 """
 
 from __future__ import annotations

@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import orjson
 import structlog
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import Response
+
+from athena.api.responses import json_response
 
 log = structlog.get_logger("athena.api")
 
@@ -32,14 +33,13 @@ _STATUS_CODES = {
 
 
 class ApiError(Exception):
-    def __init__(
-        self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
-    ) -> None:
+    """Raised anywhere under a route; answered as the error shape (``code`` defaults by status)."""
+
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
-        self.code = code or _STATUS_CODES.get(status, ("error", "api_error"))[0]
-        self.headers = headers
+        self.code = code
 
 
 def error_body(status: int, message: str, code: str | None = None) -> dict[str, Any]:
@@ -50,14 +50,9 @@ def error_body(status: int, message: str, code: str | None = None) -> dict[str, 
 
 
 def error_response(
-    status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
+    status: int, message: str, code: str | None = None, headers: Mapping[str, str] | None = None
 ) -> Response:
-    return Response(
-        orjson.dumps(error_body(status, message, code)),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
+    return json_response(error_body(status, message, code), status, headers)
 
 
 def describe_validation(errors: list[Any]) -> str:
@@ -72,32 +67,34 @@ def describe_validation(errors: list[Any]) -> str:
     return "; ".join(parts)
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> Response:
-        return error_response(exc.status, exc.message, exc.code, exc.headers)
+async def _api_error(request: Request, exc: ApiError) -> Response:
+    return error_response(exc.status, exc.message, exc.code)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        if exc.status_code == 404 and message == "Not Found":
-            message = f"no such endpoint: {request.method} {request.url.path}"
-        elif exc.status_code == 405:
-            message = f"method {request.method} is not allowed on {request.url.path}"
-        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        errors = list(exc.errors())
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response(400, "request body is not valid JSON", "bad_json")
-        return error_response(422, describe_validation(errors))
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own 404/405 (no route, wrong method), reworded to name what was asked."""
+    message = exc.detail
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no such endpoint: {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"method {request.method} is not allowed on {request.url.path}"
+    return error_response(exc.status_code, message, headers=exc.headers)
 
-    @app.exception_handler(ValidationError)
-    async def _pydantic_error(request: Request, exc: ValidationError) -> Response:
-        return error_response(422, describe_validation(list(exc.errors())))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("request.failed", path=request.url.path)
-        return error_response(500, "internal error; see the gateway log")
+async def _validation_error(request: Request, exc: ValidationError) -> Response:
+    """A safety net: bodies.validate() turns pydantic's errors into ApiError already."""
+    return error_response(422, describe_validation(list(exc.errors())))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("request.failed", path=request.url.path)
+    return error_response(500, "internal error; see the gateway log")
+
+
+# Starlette's exception_handlers: the Exception entry becomes ServerErrorMiddleware's (500) handler.
+HANDLERS: dict[type[Exception], Callable[[Request, Any], Awaitable[Response]]] = {
+    ApiError: _api_error,
+    HTTPException: _http_error,
+    ValidationError: _validation_error,
+    Exception: _unexpected,
+}

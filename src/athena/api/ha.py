@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from athena.api.bodies import clean_text, device_id, read_model
 from athena.api.responses import json_response
-from athena.api.state import engine, runtime
+from athena.api.state import engine
 from athena.engine.types import Reply, Target, Turn
 from athena.sessions.models import Message
 
@@ -76,8 +76,7 @@ def conversation_result(reply: Reply, language: str) -> dict[str, Any]:
 async def conversation(request: Request) -> Response:
     eng = engine(request)
     body = await read_model(request, ConversationIn)
-    settings = runtime(request).settings
-    text = clean_text(body.text, "text", settings.max_text_chars)
+    text = clean_text(body.text, "text", eng.settings.max_text_chars)
     # An empty id is "none given" (some clients send ""); anything else must be a valid id.
     key = device_id(body.device_id or None, "device_id") or device_id(
         body.satellite_id or None, "satellite_id"
@@ -107,7 +106,6 @@ async def conversation(request: Request) -> Response:
     return json_response(conversation_result(reply, turn.language))
 
 
-# Plain Starlette routes: no dependency injection on the hot path; bodies are parsed in bodies.py.
 routes = [
     Route("/ha/conversation", conversation, methods=["POST"]),
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -43,7 +44,7 @@ class Probe:
             return self._result
 
     @staticmethod
-    async def _one(ping: Any) -> dict[str, Any]:
+    async def _one(ping: Callable[[], Awaitable[None]]) -> dict[str, Any]:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(PROBE_TIMEOUT):
@@ -72,16 +73,17 @@ async def ready(request: Request) -> Response:
 
 async def summary(request: Request) -> Response:
     rt = runtime(request)
-    if rt.probe is None or rt.llm is None or rt.local is None:
+    if rt.probe is None or rt.local is None:
         return json_response({"status": "starting", "version": __version__}, 503)
     result = await rt.probe.check()
     ok = all(r["ok"] for r in result.values())
+    llm = rt.probe.llm
     return json_response(
         {
             "status": "ok" if ok else "degraded",
             "version": __version__,
             "store": {"kind": rt.store, **result["store"]},
-            "llm": {"api": rt.llm.name, "model": rt.llm.model, **result["llm"]},
+            "llm": {"api": llm.name, "model": llm.model, **result["llm"]},
             "local_path": rt.local.status(),
         },
         200 if ok else 503,
@@ -92,7 +94,6 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-# Plain Starlette routes: no dependency injection on the hot path; bodies are parsed in bodies.py.
 routes = [
     Route("/health/live", live, methods=["GET"]),
     Route("/health/ready", ready, methods=["GET"]),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import orjson
@@ -34,15 +34,14 @@ class GatewayMiddleware:
         *,
         token: ApiToken,
         max_body: int,
-        endpoints: Callable[[], set[str]],
+        endpoints: Collection[str],
         start_error: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.app = app
         self.token = token
         self.max_body = max_body
-        self._endpoints = endpoints
+        self._endpoints = frozenset(endpoints)
         self._start_error = start_error
-        self._known: set[str] | None = None
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -160,13 +159,10 @@ class GatewayMiddleware:
 
     def _endpoint(self, scope: Scope) -> str:
         """A bounded label: the matched route's template, else the path if it is known, else "other"."""
-        route = scope.get("route")
-        path = getattr(route, "path", None)
+        path = getattr(scope.get("route"), "path", None)
         if path is not None:
             return path
-        if self._known is None:
-            self._known = self._endpoints()
-        return scope["path"] if scope["path"] in self._known else "other"
+        return scope["path"] if scope["path"] in self._endpoints else "other"
 
 
 async def _reject(

@@ -26,10 +26,10 @@ from starlette.routing import Route
 from athena.api.bodies import clean_text, device_id, read_json, validate
 from athena.api.errors import ApiError, error_body
 from athena.api.responses import json_response
-from athena.api.state import engine, runtime
+from athena.api.state import engine
 from athena.engine.conversation import TurnFailed
-from athena.engine.types import Failure, Turn
-from athena.llm.base import LLMBackend, LLMError, LLMHTTPError, LLMTimeout
+from athena.engine.types import Failure, Reply, Turn
+from athena.llm.base import LLMError, LLMHTTPError, LLMTimeout
 from athena.observability import ANSWERS
 
 log = structlog.get_logger("athena.api")
@@ -47,7 +47,13 @@ PASS_THROUGH = (
     "frequency_penalty",
     "seed",
 )
-FAILURE_STATUS: dict[Failure, int] = {"llm_timeout": 504, "llm_error": 502, "store": 503, "internal": 500}
+# How a failed turn answers an OpenAI client: HTTP status and error code.
+FAILURES: dict[Failure, tuple[int, str]] = {
+    "llm_timeout": (504, "llm_timeout"),
+    "llm_error": (502, "llm_unavailable"),
+    "store": (503, "store_unavailable"),
+    "internal": (500, "internal_error"),
+}
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -115,6 +121,11 @@ def _llm_status(exc: LLMError) -> int:
     return 504 if isinstance(exc, LLMTimeout) else 502
 
 
+def _turn_error(reply: Reply) -> ApiError:
+    status, code = FAILURES[reply.failure or "internal"]
+    return ApiError(status, reply.speech, code)
+
+
 async def _first(it: AsyncIterator[str]) -> str | None:
     """The first non-empty delta (None: the stream ended without text)."""
     async for delta in it:
@@ -135,8 +146,7 @@ def _sse(
                 if delta:
                     yield chunks.delta({"content": delta})
         except TurnFailed as exc:
-            status = FAILURE_STATUS[exc.reply.failure or "internal"]
-            yield chunks.error(status, exc.reply.speech)
+            yield chunks.error(FAILURES[exc.reply.failure or "internal"][0], exc.reply.speech)
             return
         except LLMError as exc:
             ANSWERS.labels(path="error").inc()
@@ -164,7 +174,7 @@ async def chat_completions(request: Request) -> Response:
 
 async def _relay(request: Request, data: dict[str, Any], stream: bool) -> Response:
     """The client's request goes upstream as it is (tools included); the answer comes back as it is."""
-    llm = _llm(request)
+    llm = engine(request).llm
     try:
         if not stream:
             relayed = await llm.relay(data)
@@ -176,9 +186,8 @@ async def _relay(request: Request, data: dict[str, Any], stream: bool) -> Respon
         ANSWERS.labels(path="error").inc()
         log.warning("relay.failed", error=str(exc), status=exc.status, streamed=stream)
         if 400 <= exc.status < 500 and exc.status != 401:  # the client's request was wrong: pass it on
-            return Response(
-                exc.body or _error_json(exc.status, str(exc)), exc.status, media_type="application/json"
-            )
+            body = exc.body or orjson.dumps(error_body(exc.status, str(exc)))
+            return Response(body, exc.status, media_type="application/json")
         raise ApiError(502, f"the language model failed: {exc}", "llm_unavailable") from None
     except LLMError as exc:
         ANSWERS.labels(path="error").inc()
@@ -204,13 +213,8 @@ async def _relay(request: Request, data: dict[str, Any], stream: bool) -> Respon
     return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-def _error_json(status: int, message: str) -> bytes:
-    return orjson.dumps(error_body(status, message))
-
-
 async def _with_history(request: Request, body: ChatIn, device: str) -> Response:
     eng = engine(request)
-    settings = runtime(request).settings
     key = device_id(device, "X-Athena-Device")
     user = next((m for m in reversed(body.messages) if m.role == "user"), None)
     if user is None:
@@ -218,7 +222,7 @@ async def _with_history(request: Request, body: ChatIn, device: str) -> Response
     system = "\n\n".join(_text(m.content) for m in body.messages if m.role in ("system", "developer")).strip()
     turn = Turn(
         text=clean_text(
-            _text(user.content), "the last user message", settings.max_text_chars, collapse=False
+            _text(user.content), "the last user message", eng.settings.max_text_chars, collapse=False
         ),
         device=key,
         system_prompt=system or None,
@@ -228,7 +232,7 @@ async def _with_history(request: Request, body: ChatIn, device: str) -> Response
     if not body.stream:
         reply = await eng.handle(turn)
         if reply.failure is not None:
-            raise ApiError(FAILURE_STATUS[reply.failure], reply.speech, _failure_code(reply.failure))
+            raise _turn_error(reply)
         return json_response(
             completion(completion_id(), model, reply.speech), headers={SESSION_HEADER: reply.session_id}
         )
@@ -237,23 +241,12 @@ async def _with_history(request: Request, body: ChatIn, device: str) -> Response
         it = aiter(stream)
         first = await _first(it)
     except TurnFailed as exc:
-        failure = exc.reply.failure or "internal"
-        raise ApiError(FAILURE_STATUS[failure], exc.reply.speech, _failure_code(failure)) from None
+        raise _turn_error(exc.reply) from None
     return _sse(model, first, it, {SESSION_HEADER: stream.session_id})
 
 
-def _failure_code(failure: Failure) -> str:
-    return {"llm_timeout": "llm_timeout", "llm_error": "llm_unavailable", "store": "store_unavailable"}.get(
-        failure, "internal_error"
-    )
-
-
-def _llm(request: Request) -> LLMBackend:
-    return engine(request).llm
-
-
 async def models(request: Request) -> Response:
-    llm = _llm(request)
+    llm = engine(request).llm
     try:
         names = await llm.models()
     except LLMError as exc:
@@ -268,7 +261,6 @@ async def models(request: Request) -> Response:
     )
 
 
-# Plain Starlette routes: no dependency injection on the hot path; bodies are parsed in bodies.py.
 routes = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/models", models, methods=["GET"]),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,8 +12,6 @@ from athena.api.errors import ApiError
 from athena.config import Settings
 from athena.engine.conversation import Engine
 from athena.intents import LocalPath
-from athena.llm.base import LLMBackend
-from athena.sessions.manager import SessionManager
 from athena.stores import store_kind
 
 if TYPE_CHECKING:
@@ -23,18 +20,15 @@ if TYPE_CHECKING:
 
 @dataclass
 class Runtime:
-    """What the routers need, set up by the lifespan (None before start-up finishes)."""
+    """What the routers need; the lifespan fills in `engine`, `local` and `probe` (None before that)."""
 
     settings: Settings
     token: ApiToken
-    clock: Callable[[], float]
-    manager: SessionManager | None = None
-    llm: LLMBackend | None = None
-    local: LocalPath | None = None
     engine: Engine | None = None
+    local: LocalPath | None = None
     probe: Probe | None = None
     start_error: str | None = None
-    store: str = field(init=False)
+    store: str = field(init=False)  # "sqlite" | "redis" | "memory", for /athena/info and /health
 
     def __post_init__(self) -> None:
         self.store = store_kind(self.settings.store_url)

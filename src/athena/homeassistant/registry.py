@@ -71,14 +71,13 @@ class Home:
     areas: Mapping[str, Area] = field(default_factory=dict)
     floors: Mapping[str, Floor] = field(default_factory=dict)
     device_areas: Mapping[str, str] = field(default_factory=dict)  # device id -> area id
-    entity_areas: Mapping[str, str] = field(
-        default_factory=dict
-    )  # any registry entity -> area id (satellites)
+    # any registry entity -> area id (satellites)
+    entity_areas: Mapping[str, str] = field(default_factory=dict)
     version: int = 0
     loaded_at: float = 0.0
-    _area_names: dict[str, Area] = field(default_factory=dict, repr=False)
-    _floor_names: dict[str, Floor] = field(default_factory=dict, repr=False)
-    _entity_names: dict[str, list[Entity]] = field(default_factory=dict, repr=False)
+    _area_names: dict[str, Area] = field(default_factory=dict, init=False, repr=False)
+    _floor_names: dict[str, Floor] = field(default_factory=dict, init=False, repr=False)
+    _entity_names: dict[str, list[Entity]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for area in self.areas.values():
@@ -263,7 +262,6 @@ class HomeRegistry:
         self.ws = ws
         self.home = Home()
         self.last_error: str | None = None
-        self.refreshes = 0
         self._interval = refresh_interval
         self._debounce = debounce
         self._lock = asyncio.Lock()
@@ -351,7 +349,6 @@ class HomeRegistry:
                 version=self.home.version + 1,
             )
             self.last_error = None
-            self.refreshes += 1
             self._loaded.set()
             log.info(
                 "ha.registry.refreshed",
@@ -368,9 +365,7 @@ class HomeRegistry:
         except HAResponseError as exc:
             if "unauthorized" not in str(exc).lower():
                 raise
-            if (
-                not self._warned_exposure
-            ):  # a non-admin token: registry options decide (see exposed_to_assist)
+            if not self._warned_exposure:  # a non-admin token: registry options decide (exposed_to_assist)
                 log.warning("ha.registry.exposure_list_denied", hint="use an admin user's long-lived token")
                 self._warned_exposure = True
             return {}

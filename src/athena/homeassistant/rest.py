@@ -1,4 +1,4 @@
-"""HA's REST API over one shared aiohttp session: states, services, config and `/api/intent/handle`."""
+"""HA's REST API over one shared aiohttp session: states, config and `/api/intent/handle`."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class HARest:
         self._session: aiohttp.ClientSession | None = None
         # Older HA (2025.x) rejects `language` / `device_id` / `assistant` in /api/intent/handle ("extra keys
         # not allowed"); learned on the first such 400 and remembered for the process.
-        self.intent_extras: bool | None = None
+        self.intent_extras = True
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -61,11 +61,6 @@ class HARest:
         except orjson.JSONDecodeError as exc:
             raise HAResponseError(f"{method} {path}: not JSON", resp.status) from exc
 
-    async def ping(self) -> None:
-        data = await self.request("GET", "/api/")
-        if not isinstance(data, dict) or "message" not in data:
-            raise HAResponseError("GET /api/: not Home Assistant's API")
-
     async def config(self) -> dict[str, Any]:
         return await self.request("GET", "/api/config")
 
@@ -80,9 +75,6 @@ class HARest:
                 return None
             raise
 
-    async def call_service(self, domain: str, service: str, data: dict[str, Any]) -> Any:
-        return await self.request("POST", f"/api/services/{domain}/{service}", data)
-
     async def handle_intent(
         self, name: str, data: dict[str, Any], *, language: str | None = None, device_id: str | None = None
     ) -> dict[str, Any]:
@@ -91,16 +83,14 @@ class HARest:
         `assistant: "conversation"` makes HA apply the Assist exposure rules where it accepts the field.
         """
         body: dict[str, Any] = {"name": name, "data": data}
-        if self.intent_extras is not False:
+        if self.intent_extras:
             extras: dict[str, Any] = {"assistant": "conversation"}
             if language:
                 extras["language"] = language
             if device_id:
                 extras["device_id"] = device_id
             try:
-                result = await self.request("POST", "/api/intent/handle", {**body, **extras})
-                self.intent_extras = True
-                return _intent_dict(result)
+                return _intent_dict(await self.request("POST", "/api/intent/handle", {**body, **extras}))
             except HAResponseError as exc:
                 if exc.status != 400 or "extra keys" not in str(exc):
                     raise

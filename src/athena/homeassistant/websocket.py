@@ -46,7 +46,6 @@ class HAWebSocket:
         self._on_connect: list[ConnectCallback] = []
         self._runner: asyncio.Task[None] | None = None
         self._setup: asyncio.Task[None] | None = None
-        self._connected = asyncio.Event()
         self._closing = False
         self.last_error: str | None = None
         self.ha_version: str | None = None
@@ -54,7 +53,7 @@ class HAWebSocket:
 
     @property
     def connected(self) -> bool:
-        return self._ws is not None and not self._ws.closed and self._connected.is_set()
+        return self._ws is not None and not self._ws.closed
 
     def on_event(self, event_type: str, callback: EventCallback) -> None:
         """Call `callback(event)` for every `event_type` event, across reconnects. Register before start()."""
@@ -63,17 +62,14 @@ class HAWebSocket:
     def on_connect(self, callback: ConnectCallback) -> None:
         self._on_connect.append(callback)
 
-    async def start(self, wait: float = 0.0) -> None:
-        """Start the connection supervisor; wait up to `wait` s for the first connect (no error if not)."""
+    async def start(self) -> None:
+        """Start the connection supervisor; it connects (and reconnects) in the background."""
         if self._runner is None:
             # No overall limit (the connection lives for hours); a connect must not hang on a dead host.
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None, connect=self._timeout)
             )
             self._runner = asyncio.create_task(self._supervise(), name="ha-websocket")
-        if wait > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._connected.wait(), wait)
 
     async def close(self) -> None:
         self._closing = True
@@ -90,7 +86,7 @@ class HAWebSocket:
 
     async def call(self, type_: str, **fields: Any) -> Any:
         ws = self._ws
-        if ws is None or ws.closed or not self._connected.is_set():
+        if ws is None or ws.closed:
             raise HAUnavailable(f"not connected to Home Assistant ({self.last_error or 'connecting'})")
         return await self._send(ws, {"type": type_, **fields})
 
@@ -119,20 +115,14 @@ class HAWebSocket:
                 delay = low
                 await self._read()  # returns when the connection drops
                 self.last_error = "connection closed"
-            except asyncio.CancelledError:
-                raise
-            except HAError as exc:
-                self.last_error = str(exc)
-                self.failed_attempts += 1
             except Exception as exc:  # the supervisor never dies: the gateway keeps serving through the LLM
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.last_error = str(exc) if isinstance(exc, HAError) else f"{type(exc).__name__}: {exc}"
                 self.failed_attempts += 1
-            self._connected.clear()
+            ws, self._ws = self._ws, None
             self._fail_pending(HAUnavailable(self.last_error or "disconnected"))
-            if self._ws is not None:
+            if ws is not None:
                 with contextlib.suppress(Exception):
-                    await self._ws.close()
-                self._ws = None
+                    await ws.close()
             if self._closing:
                 return
             log.warning("ha.websocket.disconnected", error=self.last_error, retry_in=round(delay, 2))
@@ -165,7 +155,6 @@ class HAWebSocket:
             await ws.close()
             raise
         self._ws = ws
-        self._connected.set()
         self.last_error = None
         self.failed_attempts = 0
         log.info("ha.websocket.connected", url=self.url, ha_version=self.ha_version)

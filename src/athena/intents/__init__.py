@@ -45,13 +45,11 @@ class LocalPath:
         self._reason = reason
 
     @classmethod
-    async def start(
-        cls, settings: Settings, *, sessions: SessionManager | None = None, connect_wait: float = 5.0
-    ) -> LocalPath:
+    async def start(cls, settings: Settings, *, sessions: SessionManager | None = None) -> LocalPath:
         from athena.intents.reset import StartOverHandler
 
         start_over = StartOverHandler(sessions)
-        if not settings.local_intents or settings.ha_url is None or settings.ha_token is None:
+        if settings.ha_url is None or settings.ha_token is None:
             return cls([start_over], reason="ATHENA_HA_URL and ATHENA_HA_TOKEN are not set")
 
         from athena.homeassistant import HAClient, HAError
@@ -67,16 +65,15 @@ class LocalPath:
         # Parse the templates while HA connects: the first recognition would otherwise cost ~300 ms.
         warming = asyncio.create_task(asyncio.to_thread(_warm, catalog, WARM_LANGUAGES))
         try:
-            await client.open(wait=connect_wait)
-            languages = set(WARM_LANGUAGES)
+            await client.open()
+            ha_language = None
             try:
                 ha_language = (await client.rest.config()).get("language")
-                if isinstance(ha_language, str):
-                    languages.add(ha_language)
             except HAError as exc:
                 log.warning("intents.ha_unreachable_at_start", url=settings.ha_url, error=str(exc))
             await warming
-            await asyncio.to_thread(_warm, catalog, sorted(languages - set(WARM_LANGUAGES)))
+            if isinstance(ha_language, str):  # a no-op when it is one of WARM_LANGUAGES
+                await asyncio.to_thread(catalog.warm, ha_language)
         except BaseException:
             await asyncio.gather(warming, return_exceptions=True)
             await client.close()

@@ -57,9 +57,9 @@ class IntentCatalog:
         return sorted(lang for lang, li in self._loaded.items() if li is not None and li.warmed)
 
     def cached(self, language: str | None) -> LanguageIntents | None:
-        """The language's intents if already loaded (never blocks)."""
-        resolved = resolve_language(language)
-        return self._loaded.get(resolved) if resolved else None
+        """The language's intents if already loaded and warmed (never blocks)."""
+        li = self._loaded.get(resolve_language(language) or "")
+        return li if li is not None and li.warmed else None
 
     def get(self, language: str | None) -> LanguageIntents | None:
         """Load on first use (blocking, ~50-250 ms: call from a thread or at start-up)."""

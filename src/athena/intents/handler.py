@@ -20,7 +20,7 @@ from athena.homeassistant.registry import Area
 from athena.intents import followups
 from athena.intents.catalog import IntentCatalog, LanguageIntents
 from athena.intents.memory import IntentMemory, last_memory
-from athena.intents.recognize import Recognition, Recognizer
+from athena.intents.recognize import Recognizer
 from athena.intents.speech import TemplateState, needs_states, render
 from athena.sessions.models import Message, Session
 
@@ -65,33 +65,22 @@ class HAIntentHandler:
         text = turn.text.strip()
         if not text or not home.loaded:
             return None
-        li = await self._language(turn.language)
+        # Loaded on first use of a language (off the event loop), kept for the process.
+        li = self.catalog.cached(turn.language) or await asyncio.to_thread(self.catalog.warm, turn.language)
         if li is None:
             return None
         started = time.perf_counter()
         area = self.device_area(turn, home)
-        plan: Plan | None = None
-        found: Recognition | None = None
-        memory = last_memory(history)
         try:
-            if memory is not None and (fu := followups.parse(text, li.language)) is not None:
-                plan = await self._follow_up(fu, memory, home, li)
-            if plan is None:
-                area_name = area.name if area is not None else None
-                found = await asyncio.to_thread(self.recognizer.recognize, text, li, home, area_name)
-        except HAError as exc:
+            plan = await self._plan(text, li, home, area, history)
+        except HAError as exc:  # only a follow-up asks HA anything before the intent runs
             log.warning("intents.ha_failed", step="follow_up", error=str(exc))
             return None
         except Exception:  # a recognizer bug must not cost the user an answer: the LLM still has one
             log.exception("intents.recognize_failed")
             return None
         if plan is None:
-            if found is None:
-                return None  # not a sentence HA knows: the LLM's turn
-            # Copies: the recognition may be a cached one, shared with later turns.
-            plan = Plan(
-                found.intent, dict(found.slots), found.response_key, found.domain, dict(found.slot_texts)
-            )
+            return None  # not a sentence HA knows: the LLM's turn
         recognized = time.perf_counter()
         try:
             return await self._execute(plan, turn, li, area, started, recognized)
@@ -99,11 +88,23 @@ class HAIntentHandler:
             log.warning("intents.ha_failed", intent=plan.intent, error=str(exc))
             return None
 
-    async def _language(self, language: str) -> LanguageIntents | None:
-        li = self.catalog.cached(language)
-        if li is not None and li.warmed:
-            return li
-        return await asyncio.to_thread(self.catalog.warm, language)
+    async def _plan(
+        self, text: str, li: LanguageIntents, home: Home, area: Area | None, history: Sequence[Message]
+    ) -> Plan | None:
+        """A follow-up to the session's last local intent, else one of HA's sentences."""
+        memory = last_memory(history)
+        if (
+            memory is not None
+            and (fu := followups.parse(text, li.language)) is not None
+            and (plan := await self._follow_up(fu, memory, home, li)) is not None
+        ):
+            return plan
+        area_name = area.name if area is not None else None
+        found = await asyncio.to_thread(self.recognizer.recognize, text, li, home, area_name)
+        if found is None:
+            return None
+        # Copies: the recognition may be a cached one, shared with later turns.
+        return Plan(found.intent, dict(found.slots), found.response_key, found.domain, dict(found.slot_texts))
 
     @staticmethod
     def device_area(turn: Turn, home: Home) -> Area | None:
@@ -121,15 +122,15 @@ class HAIntentHandler:
     async def _follow_up(
         self, fu: followups.FollowUp, mem: IntentMemory, home: Home, li: LanguageIntents
     ) -> Plan | None:
+        if fu.kind == "place":
+            return self._move(fu.place or "", mem, home)
         targets = mem.targets()
-        if not targets and fu.kind != "place":
+        if not targets:
             return None
         texts = {k: v for k, v in mem.slot_texts.items() if k in targets}
         if fu.kind == "power":
             intent = "HassTurnOn" if fu.on else "HassTurnOff"
             return Plan(intent, targets, mem.response_key, mem.domain, texts, "power")
-        if fu.kind == "place":
-            return self._move(fu.place or "", mem, home)
         if fu.kind == "level":
             intent, slot = _LEVEL_INTENTS.get(mem.domain or "", (None, None))
             if intent is None or slot is None or intent not in li.responses:
@@ -283,18 +284,15 @@ class HAIntentHandler:
 def _response_key(plan: Plan, li: LanguageIntents, domain: str | None) -> str | None:
     """Keep the recognized sentence's response; for a follow-up moved onto an area, HA's area wording."""
     key = plan.response_key
-    if (
-        plan.follow_up
-        and "name" not in plan.slots
-        and (key in (None, "default") or plan.follow_up == "power")
-    ):
+    if not plan.follow_up:
+        return key
+    known = li.responses.get(plan.intent) or {}
+    if "name" not in plan.slots and (key in (None, "default") or plan.follow_up == "power"):
         where = "area" if "area" in plan.slots else "floor" if "floor" in plan.slots else None
-        kinds = {"light": "lights", "fan": "fans"}
-        if where and domain in kinds:
-            candidate = f"{kinds[domain]}_{where}"
-            if candidate in (li.responses.get(plan.intent) or {}):
-                return candidate
-    if plan.follow_up == "power" and key not in (li.responses.get(plan.intent) or {}):
+        kind = {"light": "lights", "fan": "fans"}.get(domain or "")
+        if where and kind and f"{kind}_{where}" in known:
+            return f"{kind}_{where}"
+    if plan.follow_up == "power" and key not in known:
         return "default"
     return key
 

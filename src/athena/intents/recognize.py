@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hassil import TextSlotList, recognize_best
@@ -29,9 +29,7 @@ class Recognition:
     slots: dict[str, Any]  # slot name -> value, as /api/intent/handle takes them
     slot_texts: dict[str, str]  # slot name -> the words said (for response templates)
     response_key: str | None
-    language: str
     domain: str | None = None  # of the named entity, from the name list's context
-    context: dict[str, Any] = field(default_factory=dict)
 
 
 def build_slot_lists(home: Home) -> dict[str, SlotList]:
@@ -107,7 +105,7 @@ class Recognizer:
             best_metadata_key=_CUSTOM_SENTENCE,
             best_slot_name="name",
         )
-        if result is None or result.unmatched_entities:
+        if result is None:
             return None
         slots: dict[str, Any] = {}
         texts: dict[str, str] = {}
@@ -116,13 +114,11 @@ class Recognizer:
                 return None
             slots[entity.name] = entity.value
             texts[entity.name] = str(entity.text or entity.value).strip()
-        domain = result.context.get("domain") if isinstance(result.context.get("domain"), str) else None
+        domain = result.context.get("domain")
         return Recognition(
             intent=result.intent.name,
             slots=slots,
             slot_texts=texts,
             response_key=result.response,
-            language=li.language,
-            domain=domain,
-            context=dict(result.context),
+            domain=domain if isinstance(domain, str) else None,
         )

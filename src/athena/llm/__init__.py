@@ -35,6 +35,8 @@ per stream; a fallback backend is labelled ``<api>-fallback``.
 
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from athena.config import Settings
 from athena.llm.base import ChatMessage, LLMBackend, LLMError, LLMHTTPError, LLMTimeout, RelayChunk, Relayed
 from athena.llm.fallback import FallbackBackend
@@ -86,26 +88,17 @@ def create_backend(settings: Settings) -> LLMBackend:
         first_token=settings.llm_first_token_timeout,
         total=settings.llm_timeout,
     )
-    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-    primary = make_backend(
-        settings.llm_api,
-        settings.llm_url,
-        settings.llm_model,
-        api_key=key,
-        timeouts=timeouts,
-        keep_alive=settings.llm_keep_alive,
-    )
-    if not settings.llm_fallback_url:
+
+    def backend(api: str, url: str, model: str, key: SecretStr | None, name: str | None = None) -> LLMBackend:
+        secret = key.get_secret_value() if key else None
+        return make_backend(
+            api, url, model, api_key=secret, timeouts=timeouts, keep_alive=settings.llm_keep_alive, name=name
+        )
+
+    primary = backend(settings.llm_api, settings.llm_url, settings.llm_model, settings.llm_api_key)
+    # Settings fills the fallback's API and model in from the primary's whenever its URL is set.
+    api, url, model = settings.llm_fallback_api, settings.llm_fallback_url, settings.llm_fallback_model
+    if not (api and url and model):
         return primary
-    api = settings.llm_fallback_api or settings.llm_api
-    fallback_key = settings.llm_fallback_api_key.get_secret_value() if settings.llm_fallback_api_key else None
-    fallback = make_backend(
-        api,
-        settings.llm_fallback_url,
-        settings.llm_fallback_model or settings.llm_model,
-        api_key=fallback_key,
-        timeouts=timeouts,
-        keep_alive=settings.llm_keep_alive,
-        name=f"{api}-fallback",
-    )
+    fallback = backend(api, url, model, settings.llm_fallback_api_key, name=f"{api}-fallback")
     return FallbackBackend(primary, fallback)

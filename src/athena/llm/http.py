@@ -317,16 +317,17 @@ class HTTPBackend:
         self._first_token_seconds.observe(deadline.got_first_token())
 
 
+def error_detail(err: Any) -> str:
+    """An upstream's ``error`` (``{"message": ...}`` or a string) as one short line for an LLMError."""
+    if isinstance(err, dict):
+        err = err.get("message") or ""
+    return " ".join(str(err).split())[:200]
+
+
 def _http_error_message(status: int, raw: bytes) -> str:
-    detail = ""
     try:
         data = orjson.loads(raw)
-        err = data.get("error") if isinstance(data, dict) else None
-        if isinstance(err, dict):
-            detail = str(err.get("message") or "")
-        elif isinstance(err, str):
-            detail = err
+        detail = error_detail(data.get("error") or "") if isinstance(data, dict) else ""
     except orjson.JSONDecodeError:
-        detail = raw.decode("utf-8", "replace")
-    detail = " ".join(detail.split())[:200]
+        detail = error_detail(raw.decode("utf-8", "replace"))
     return f"the LLM answered HTTP {status}" + (f": {detail}" if detail else "")

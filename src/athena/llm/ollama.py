@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from athena.llm.base import ChatMessage, LLMError, RelayChunk, Relayed
-from athena.llm.http import Deadline, HTTPBackend, Timeouts, dumps, loads
+from athena.llm.http import Deadline, HTTPBackend, Timeouts, dumps, error_detail, loads
 from athena.llm.openai import DONE_EVENT
 
 _RENAMED = {"max_tokens": "num_predict", "max_completion_tokens": "num_predict"}
@@ -136,7 +136,7 @@ def _content(data: Any) -> tuple[str, dict[str, Any]]:
     if not isinstance(data, dict):
         raise LLMError("the LLM's answer is not a JSON object")
     if data.get("error"):
-        raise LLMError(f"the LLM reported an error: {' '.join(str(data['error']).split())[:200]}")
+        raise LLMError(f"the LLM reported an error: {error_detail(data['error'])}")
     message = data.get("message")
     if not isinstance(message, dict):
         if data.get("done"):
@@ -203,10 +203,9 @@ class OllamaBackend(HTTPBackend):
         messages = body.get("messages")
         if not isinstance(messages, list):
             raise LLMError("the request has no 'messages' list")
+        # The rest of the body is the options: ollama_request drops model, messages and stream itself.
         model = body.get("model") or self.model
-        options = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
-        options["response_format"] = body.get("response_format")
-        return dumps(ollama_request(model, messages, options, stream=stream, keep_alive=self.keep_alive))
+        return dumps(ollama_request(model, messages, body, stream=stream, keep_alive=self.keep_alive))
 
     async def relay(self, body: Mapping[str, Any]) -> Relayed:
         deadline = Deadline(self.timeouts, streaming=False)

@@ -14,7 +14,7 @@ from contextlib import aclosing
 from typing import Any
 
 from athena.llm.base import ChatMessage, LLMError, RelayChunk, Relayed
-from athena.llm.http import Deadline, HTTPBackend, Timeouts, dumps, loads
+from athena.llm.http import Deadline, HTTPBackend, Timeouts, dumps, error_detail, loads
 
 DONE_EVENT = b"data: [DONE]\n\n"
 _SSE_FIELDS = (b"data:", b":", b"event:", b"id:", b"retry:")
@@ -145,16 +145,10 @@ class OpenAIBackend(HTTPBackend):
         yield RelayChunk(b"".join([*held, DONE_EVENT]), "")
 
 
-def _error_text(data: Mapping[str, Any]) -> str:
-    err = data.get("error")
-    msg = err.get("message") if isinstance(err, dict) else err
-    return " ".join(str(msg).split())[:200]
-
-
 def message_text(data: Any, *, strict: bool) -> str:
     """The text of a ``chat.completion``; strict: an answer without text (only tool calls) is an error."""
     if isinstance(data, dict) and data.get("error"):
-        raise LLMError(f"the LLM reported an error: {_error_text(data)}")
+        raise LLMError(f"the LLM reported an error: {error_detail(data['error'])}")
     try:
         message = data["choices"][0]["message"]
         content = message.get("content")
@@ -176,7 +170,7 @@ def delta_text(data: Any) -> tuple[str, bool, bool]:
     if not isinstance(data, dict):
         raise LLMError("the LLM's stream event is not a JSON object")
     if data.get("error"):
-        raise LLMError(f"the LLM reported an error mid-stream: {_error_text(data)}")
+        raise LLMError(f"the LLM reported an error mid-stream: {error_detail(data['error'])}")
     choices = data.get("choices")
     if not isinstance(choices, list):
         raise LLMError("the LLM's stream event has no 'choices' list")

@@ -86,15 +86,7 @@ class SessionManager:
         got = await self.store.acquire(device, now, timeout, max_age, str(ULID()), force_new=new)
         session = got.session
         if got.ended is not None:
-            old = got.ended
-            if now >= old.expires_at:
-                reason = end_reason(old)
-                log.info("session.expired", device=device, session_id=old.id, reason=reason, turns=old.turns)
-            else:
-                reason = "cleared"
-                log.info("session.cleared", device=device, session_id=old.id, turns=old.turns, replaced=True)
-            SESSIONS_ENDED.labels(reason=reason).inc()
-            SESSIONS_ACTIVE.dec()
+            self._ended(got.ended, now, replaced=True)
         if got.created:
             SESSIONS_CREATED.inc()
             SESSIONS_ACTIVE.inc()
@@ -111,7 +103,7 @@ class SessionManager:
         return self._live(await self.store.get(device), self.clock())
 
     async def get(self, session_id: str) -> Session | None:
-        if not session_id or len(session_id) > 64:
+        if not session_id or len(session_id) > 64:  # a conversation id from the network; ours are 26 chars
             return None
         return self._live(await self.store.get_by_id(session_id), self.clock())
 
@@ -151,18 +143,20 @@ class SessionManager:
         validate_device_id(device)
         now = self.clock()
         removed = await self.store.clear(device)
-        if removed is None:
-            return False
+        return removed is not None and self._ended(removed, now) == "cleared"
+
+    def _ended(self, old: Session, now: float, **extra: Any) -> str:
+        """Count and log a session that a look-up or "start over" removed; return why it ended. One past its
+        deadline had expired already (only the sweep had not reclaimed it); a live one was cleared."""
         SESSIONS_ACTIVE.dec()
-        if now >= removed.expires_at:  # already over; only the sweep had not reclaimed it
-            reason = end_reason(removed)
-            SESSIONS_ENDED.labels(reason=reason).inc()
-            log.info("session.expired", device=device, session_id=removed.id, reason=reason,
-                     turns=removed.turns)
-            return False
-        SESSIONS_ENDED.labels(reason="cleared").inc()
-        log.info("session.cleared", device=device, session_id=removed.id, turns=removed.turns)
-        return True
+        if now >= old.expires_at:
+            reason = end_reason(old)
+            log.info("session.expired", device=old.device, session_id=old.id, reason=reason, turns=old.turns)
+        else:
+            reason = "cleared"
+            log.info("session.cleared", device=old.device, session_id=old.id, turns=old.turns, **extra)
+        SESSIONS_ENDED.labels(reason=reason).inc()
+        return reason
 
     def _describe(self, session: Session, now: float) -> dict[str, Any]:
         return {

@@ -40,6 +40,18 @@ class Session:
     max_age: float
     turns: int = 0
 
+    @classmethod
+    def begin(cls, session_id: str, device: str, now: float, timeout: float, max_age: float) -> Session:
+        return cls(session_id, device, now, now, expiry(now, now, timeout, max_age), timeout, max_age)
+
+    def touched(self, now: float, timeout: float, max_age: float, *, turns: int = 0) -> Session:
+        """This session after activity at `now` and `turns` more turns, under the caller's policy (which may
+        differ from the one it began with, e.g. an override matched by device name on a later turn)."""
+        return Session(
+            self.id, self.device, self.created_at, now, expiry(self.created_at, now, timeout, max_age),
+            timeout, max_age, self.turns + turns,
+        )
+
     @property
     def ended_by_age(self) -> bool:
         """Whether the maximum age, rather than inactivity, sets the expiry."""

@@ -12,13 +12,11 @@ import heapq
 from collections import deque
 from collections.abc import Sequence
 
-from athena.sessions.models import Message, Session, expiry
+from athena.sessions.models import Message, Session
 from athena.stores.base import Acquired, SessionGone
 
 
 class MemoryStore:
-    kind = "memory"
-
     def __init__(self) -> None:
         self._by_device: dict[str, Session] = {}
         self._by_id: dict[str, Session] = {}
@@ -38,6 +36,12 @@ class MemoryStore:
         self._by_device[session.device] = session
         self._by_id[session.id] = session
 
+    def _touch(self, current: Session, touched: Session) -> Session:
+        self._put(touched)
+        if touched.expires_at < current.expires_at:  # a shorter policy: index the earlier deadline
+            heapq.heappush(self._due, (touched.expires_at, touched.id))
+        return touched
+
     def _drop(self, session: Session) -> None:
         del self._by_device[session.device]
         del self._by_id[session.id]
@@ -48,24 +52,11 @@ class MemoryStore:
     ) -> Acquired:
         current = self._by_device.get(device)
         if current is not None and not force_new and now < current.expires_at:
-            expires_at = expiry(current.created_at, now, timeout, max_age)
-            touched = Session(current.id, device, current.created_at, now, expires_at, timeout, max_age,
-                              current.turns)
-            self._put(touched)
-            if touched.expires_at < current.expires_at:  # a shorter policy: index the earlier deadline
-                heapq.heappush(self._due, (touched.expires_at, touched.id))
+            touched = self._touch(current, current.touched(now, timeout, max_age))
             return Acquired(touched, created=False, ended=None)
         if current is not None:
             self._drop(current)
-        session = Session(
-            id=new_id,
-            device=device,
-            created_at=now,
-            last_activity=now,
-            expires_at=expiry(now, now, timeout, max_age),
-            timeout=timeout,
-            max_age=max_age,
-        )
+        session = Session.begin(new_id, device, now, timeout, max_age)
         self._put(session)
         self._history[session.id] = deque()
         heapq.heappush(self._due, (session.expires_at, session.id))
@@ -95,13 +86,7 @@ class MemoryStore:
         history.extend(Message(m.role, m.content, m.ts, dict(m.meta)) for m in messages)
         while len(history) > cap:
             history.popleft()
-        expires_at = expiry(current.created_at, now, timeout, max_age)
-        touched = Session(current.id, current.device, current.created_at, now, expires_at, timeout, max_age,
-                          current.turns + 1)
-        self._put(touched)
-        if touched.expires_at < current.expires_at:  # a shorter policy: index the earlier deadline
-            heapq.heappush(self._due, (touched.expires_at, session_id))
-        return touched
+        return self._touch(current, current.touched(now, timeout, max_age, turns=1))
 
     async def history(self, session_id: str, limit: int, *, device: str | None = None) -> list[Message]:
         history = self._history.get(session_id)

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from athena.sessions.models import Message, Session
@@ -60,9 +61,8 @@ if cur[1] and ARGV[5] ~= '1' and now < tonumber(cur[4]) then
   if expires_at < tonumber(cur[4]) then reindex = 1 end
   return {0, reindex, cur[1], cur[2], ARGV[1], num(expires_at), ARGV[2], ARGV[3], cur[7]}
 end
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2])
 local expires_at = math.min(now + timeout, now + max_age)
-redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'id', ARGV[4], 'created_at', ARGV[1], 'last_activity', ARGV[1],
            'expires_at', num(expires_at), 'timeout', ARGV[2], 'max_age', ARGV[3], 'turns', '0')
 keep(now, expires_at, grace)
@@ -91,10 +91,10 @@ if expires_at < tonumber(cur[4]) then reindex = 1 end
 return {reindex, cur[1], cur[2], ARGV[2], num(expires_at), ARGV[3], ARGV[4], tostring(turns)}
 """
 
-# KEYS: session, history. ARGV: session_id or '' (any). Returns the removed session's fields, or false.
+# KEYS: session, history. Returns the removed session's fields, or false.
 _CLEAR = _LUA_COMMON + """
 local cur = fields(KEYS[1])
-if not cur[1] or (ARGV[1] ~= '' and cur[1] ~= ARGV[1]) then return false end
+if not cur[1] then return false end
 redis.call('DEL', KEYS[1], KEYS[2])
 return cur
 """
@@ -106,7 +106,7 @@ local cur = fields(KEYS[1])
 if cur[1] ~= ARGV[1] then return {'gone'} end
 if tonumber(cur[4]) > tonumber(ARGV[2]) then return {'live', cur[4]} end
 redis.call('DEL', KEYS[1], KEYS[2])
-return {'expired', cur[1], cur[2], cur[3], cur[4], cur[5], cur[6], cur[7]}
+return {'expired', unpack(cur)}
 """
 
 
@@ -119,6 +119,16 @@ def _session(device: str, f: Sequence[Any]) -> Session:
         id=_text(f[0]), device=device, created_at=float(f[1]), last_activity=float(f[2]),
         expires_at=float(f[3]), timeout=float(f[4]), max_age=float(f[5]), turns=int(f[6]),
     )
+
+
+def _member(session_id: str, device: str) -> str:
+    """An expiry-index entry: the id leads to the look-up key, the device to the records (ids have no '|')."""
+    return f"{session_id}|{device}"
+
+
+def _split(member: Any) -> tuple[str, str]:
+    session_id, device = _text(member).split("|", 1)
+    return session_id, device
 
 
 def encode_messages(messages: Sequence[Message]) -> list[bytes]:
@@ -134,8 +144,6 @@ def _num(x: float) -> str:
 
 
 class RedisStore:
-    kind = "redis"
-
     def __init__(
         self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "athena", grace: float = 3600.0
     ) -> None:
@@ -216,11 +224,19 @@ class RedisStore:
     async def _index_new(self, session: Session, retired: Session | None) -> None:
         pipe = self._r.pipeline(transaction=False)
         if retired is not None:
-            pipe.zrem(self._index, f"{retired.id}|{retired.device}")
-            pipe.delete(self._sid_key(retired.id))
+            self._unindex(pipe, [_member(retired.id, retired.device)])
         pipe.set(self._sid_key(session.id), session.device, px=int(session.max_age * 1000) + self.grace_ms)
-        pipe.zadd(self._index, {f"{session.id}|{session.device}": session.expires_at})
+        pipe.zadd(self._index, {_member(session.id, session.device): session.expires_at})
         await self._call(pipe.execute())
+
+    async def _reindex(self, session: Session) -> None:
+        """Move the index entry to an earlier deadline (a touch under a shorter policy)."""
+        await self._call(self._r.zadd(self._index, {_member(session.id, session.device): session.expires_at}))
+
+    def _unindex(self, pipe: Pipeline, members: Sequence[str]) -> None:
+        pipe.zrem(self._index, *members)
+        for member in members:
+            pipe.delete(self._sid_key(_split(member)[0]))  # one key per DEL: sid keys span cluster slots
 
     async def _device_of(self, session_id: str) -> str | None:
         device = await self._call(self._r.get(self._sid_key(session_id)))
@@ -238,7 +254,7 @@ class RedisStore:
         session = _session(device, out[2:9])
         if not int(out[0]):
             if int(out[1]):
-                await self._call(self._r.zadd(self._index, {f"{session.id}|{device}": session.expires_at}))
+                await self._reindex(session)
             return Acquired(session, created=False, ended=None)
         retired = _session(device, out[9:16]) if len(out) > 9 else None
         await self._index_new(session, retired)
@@ -278,7 +294,7 @@ class RedisStore:
             raise SessionGone(f"session {session_id} was replaced or cleared")
         session = _session(device, out[1:8])
         if int(out[0]):
-            await self._call(self._r.zadd(self._index, {f"{session.id}|{device}": session.expires_at}))
+            await self._reindex(session)
         return session
 
     async def history(self, session_id: str, limit: int, *, device: str | None = None) -> list[Message]:
@@ -301,39 +317,26 @@ class RedisStore:
         return out
 
     async def clear(self, device: str) -> Session | None:
-        out = await self._call(self._clear(keys=self._keys(device), args=[""]))
+        out = await self._call(self._clear(keys=self._keys(device)))
         if out is None:
             return None
         removed = _session(device, out)
-        await self._unindex([removed])
+        pipe = self._r.pipeline(transaction=False)
+        self._unindex(pipe, [_member(removed.id, device)])
+        await self._call(pipe.execute())
         return removed
 
-    async def _unindex(self, sessions: Sequence[Session]) -> None:
-        if not sessions:
-            return
-        pipe = self._r.pipeline(transaction=False)
-        pipe.zrem(self._index, *(f"{s.id}|{s.device}" for s in sessions))
-        for s in sessions:
-            pipe.delete(self._sid_key(s.id))
-        await self._call(pipe.execute())
-
-    async def _members(self) -> list[tuple[str, str]]:
-        raw = await self._call(self._r.zrange(self._index, 0, -1))
-        return [tuple(_text(m).split("|", 1)) for m in raw]  # type: ignore[misc]
-
     async def sessions(self) -> list[Session]:
-        members = await self._members()
-        if not members:
+        members = await self._call(self._r.zrange(self._index, 0, -1))
+        # A device is indexed twice between a replacing script and its index update: read it once.
+        devices = list(dict.fromkeys(_split(m)[1] for m in members))
+        if not devices:
             return []
         pipe = self._r.pipeline(transaction=False)
-        for _, device in members:
+        for device in devices:
             pipe.hmget(self._session_key(device), *_FIELDS)
         rows = await self._call(pipe.execute())
-        found: dict[str, Session] = {}
-        for (_, device), f in zip(members, rows, strict=True):
-            if f[0] is not None:
-                found[device] = _session(device, f)
-        return list(found.values())
+        return [_session(device, f) for device, f in zip(devices, rows, strict=True) if f[0] is not None]
 
     async def sweep(self, now: float, limit: int = 1000) -> list[Session]:
         removed: list[Session] = []
@@ -345,29 +348,25 @@ class RedisStore:
             members = [_text(m) for m in due]
             pipe = self._r.pipeline(transaction=False)
             for member in members:
-                session_id, device = member.split("|", 1)
+                session_id, device = _split(member)
                 await self._sweep_one(keys=self._keys(device), args=[session_id, _num(now)], client=pipe)
             results = await self._call(pipe.execute())
             drop: list[str] = []
             live: dict[str, float] = {}
-            expired: list[Session] = []
             for member, out in zip(members, results, strict=True):
                 tag = _text(out[0])
                 if tag == "live":
                     live[member] = float(out[1])
-                else:
-                    drop.append(member)
-                    if tag == "expired":
-                        expired.append(_session(member.split("|", 1)[1], out[1:8]))
+                    continue
+                drop.append(member)
+                if tag == "expired":
+                    removed.append(_session(_split(member)[1], out[1:8]))
             pipe = self._r.pipeline(transaction=False)
             if drop:
-                pipe.zrem(self._index, *drop)
-                for member in drop:
-                    pipe.delete(self._sid_key(member.split("|", 1)[0]))
+                self._unindex(pipe, drop)
             if live:
                 pipe.zadd(self._index, live, xx=True, gt=True)  # not if cleared meanwhile; never earlier
             await self._call(pipe.execute())
-            removed.extend(expired)
             if len(due) < want:
                 break
         return removed

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from athena.sessions.models import Message, Session, expiry
+from athena.sessions.models import Message, Session
 from athena.stores.base import Acquired, SessionGone, StoreError
 
 T = TypeVar("T")
@@ -62,8 +62,6 @@ def _session(row: tuple[Any, ...]) -> Session:
 
 
 class SQLiteStore:
-    kind = "sqlite"
-
     def __init__(self, path: str | Path, busy_timeout: float = 10.0, checkpoint_every: int = 1000) -> None:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
@@ -165,22 +163,18 @@ class SQLiteStore:
         self, device: str, now: float, timeout: float, max_age: float, new_id: str, force_new: bool = False
     ) -> Acquired:
         def tx(db: sqlite3.Connection) -> Acquired:
-            row = db.execute(f"SELECT {_COLUMNS} FROM sessions WHERE device = ?", (device,)).fetchone()
-            current = _session(row) if row else None
+            current = _select(db, "device", device)
             if current is not None and not force_new and now < current.expires_at:
-                expires_at = expiry(current.created_at, now, timeout, max_age)
+                touched = current.touched(now, timeout, max_age)
                 db.execute(
                     "UPDATE sessions SET last_activity = ?, expires_at = ?, timeout = ?, max_age = ?"
                     " WHERE id = ?",
-                    (now, expires_at, timeout, max_age, current.id),
+                    (now, touched.expires_at, timeout, max_age, current.id),
                 )
-                touched = Session(current.id, device, current.created_at, now, expires_at, timeout, max_age,
-                                  current.turns)
                 return Acquired(touched, created=False, ended=None)
             if current is not None:
-                db.execute("DELETE FROM messages WHERE session_id = ?", (current.id,))
-                db.execute("DELETE FROM sessions WHERE id = ?", (current.id,))
-            session = Session(new_id, device, now, now, expiry(now, now, timeout, max_age), timeout, max_age)
+                _delete(db, [current.id])
+            session = Session.begin(new_id, device, now, timeout, max_age)
             db.execute(
                 f"INSERT INTO sessions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
                 (session.id, device, now, now, session.expires_at, timeout, max_age),
@@ -190,18 +184,10 @@ class SQLiteStore:
         return await self._run(tx, write=True)
 
     async def get(self, device: str) -> Session | None:
-        def read(db: sqlite3.Connection) -> Session | None:
-            row = db.execute(f"SELECT {_COLUMNS} FROM sessions WHERE device = ?", (device,)).fetchone()
-            return _session(row) if row else None
-
-        return await self._run(read)
+        return await self._run(lambda db: _select(db, "device", device))
 
     async def get_by_id(self, session_id: str) -> Session | None:
-        def read(db: sqlite3.Connection) -> Session | None:
-            row = db.execute(f"SELECT {_COLUMNS} FROM sessions WHERE id = ?", (session_id,)).fetchone()
-            return _session(row) if row else None
-
-        return await self._run(read)
+        return await self._run(lambda db: _select(db, "id", session_id))
 
     async def append(
         self,
@@ -223,21 +209,20 @@ class SQLiteStore:
             ).fetchone()
             if row is None:
                 return None
-            current, seq = _session(row), row[8]
+            seq = row[8]
             db.executemany(
                 "INSERT INTO messages (session_id, seq, role, content, ts, meta) VALUES (?, ?, ?, ?, ?, ?)",
                 [(session_id, seq + i, *r) for i, r in enumerate(rows_in)],
             )
             next_seq = seq + len(rows_in)
             db.execute("DELETE FROM messages WHERE session_id = ? AND seq < ?", (session_id, next_seq - cap))
-            expires_at = expiry(current.created_at, now, timeout, max_age)
+            touched = _session(row).touched(now, timeout, max_age, turns=1)
             db.execute(
                 "UPDATE sessions SET last_activity = ?, expires_at = ?, timeout = ?, max_age = ?,"
                 " turns = turns + 1, next_seq = ? WHERE id = ?",
-                (now, expires_at, timeout, max_age, next_seq, session_id),
+                (now, touched.expires_at, timeout, max_age, next_seq, session_id),
             )
-            return Session(session_id, current.device, current.created_at, now, expires_at, timeout, max_age,
-                           current.turns + 1)
+            return touched
 
         updated = await self._run(tx, write=True)
         if updated is None:
@@ -259,12 +244,10 @@ class SQLiteStore:
 
     async def clear(self, device: str) -> Session | None:
         def tx(db: sqlite3.Connection) -> Session | None:
-            row = db.execute(f"SELECT {_COLUMNS} FROM sessions WHERE device = ?", (device,)).fetchone()
-            if row is None:
-                return None
-            db.execute("DELETE FROM messages WHERE session_id = ?", (row[0],))
-            db.execute("DELETE FROM sessions WHERE id = ?", (row[0],))
-            return _session(row)
+            current = _select(db, "device", device)
+            if current is not None:
+                _delete(db, [current.id])
+            return current
 
         return await self._run(tx, write=True)
 
@@ -279,9 +262,7 @@ class SQLiteStore:
                 f"SELECT {_COLUMNS} FROM sessions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
                 (now, limit),
             ).fetchall()
-            ids = [(r[0],) for r in rows]
-            db.executemany("DELETE FROM messages WHERE session_id = ?", ids)
-            db.executemany("DELETE FROM sessions WHERE id = ?", ids)
+            _delete(db, [r[0] for r in rows])
             return [_session(r) for r in rows]
 
         return await self._run(tx, write=True)
@@ -290,6 +271,16 @@ class SQLiteStore:
         return await self._run(
             lambda db: db.execute("SELECT COUNT(*) FROM sessions WHERE expires_at > ?", (now,)).fetchone()[0]
         )
+
+
+def _select(db: sqlite3.Connection, column: str, value: str) -> Session | None:
+    row = db.execute(f"SELECT {_COLUMNS} FROM sessions WHERE {column} = ?", (value,)).fetchone()
+    return _session(row) if row else None
+
+
+def _delete(db: sqlite3.Connection, ids: Sequence[str]) -> None:
+    db.executemany("DELETE FROM messages WHERE session_id = ?", [(i,) for i in ids])
+    db.executemany("DELETE FROM sessions WHERE id = ?", [(i,) for i in ids])
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
