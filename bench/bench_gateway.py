@@ -68,13 +68,14 @@ class Series:
 
 
 # -- request shapes ----------------------------------------------------------------------------------------
-def chat_call(url: str, headers: dict[str, str]) -> Call:
-    body = orjson.dumps({"model": "fake-model", "messages": MESSAGES, "stream": False})
+def post_call(url: str, headers: dict[str, str], body: Callable[[int], bytes]) -> Call:
+    """Time one non-streamed POST whose answer must carry the fake LLM's reply; `body(worker)` builds it."""
     hdrs = {"Content-Type": "application/json", **headers}
 
     async def call(http: aiohttp.ClientSession, worker: int) -> float:
+        data = body(worker)
         t = time.perf_counter()
-        async with http.post(url, data=body, headers=hdrs) as resp:
+        async with http.post(url, data=data, headers=hdrs) as resp:
             raw = await resp.read()
         elapsed = time.perf_counter() - t
         if resp.status != 200 or REPLY.encode() not in raw:
@@ -82,6 +83,11 @@ def chat_call(url: str, headers: dict[str, str]) -> Call:
         return elapsed
 
     return call
+
+
+def chat_call(url: str, headers: dict[str, str]) -> Call:
+    body = orjson.dumps({"model": "fake-model", "messages": MESSAGES, "stream": False})
+    return post_call(url, headers, lambda worker: body)
 
 
 def stream_call(url: str, headers: dict[str, str]) -> Call:
@@ -110,21 +116,16 @@ def stream_call(url: str, headers: dict[str, str]) -> Call:
 
 
 def ha_call(url: str, headers: dict[str, str]) -> Call:
-    hdrs = {"Content-Type": "application/json", **headers}
+    """One device per worker, so each keeps its own session and history."""
+    bodies: dict[int, bytes] = {}
 
-    async def call(http: aiohttp.ClientSession, worker: int) -> float:
-        body = orjson.dumps(
-            {"text": "what is the weather like in the kitchen", "device_id": f"bench-{worker}"}
-        )
-        t = time.perf_counter()
-        async with http.post(url, data=body, headers=hdrs) as resp:
-            raw = await resp.read()
-        elapsed = time.perf_counter() - t
-        if resp.status != 200 or REPLY.encode() not in raw:
-            raise RuntimeError(f"{url}: HTTP {resp.status}: {raw[:200]!r}")
-        return elapsed
+    def body(worker: int) -> bytes:
+        if worker not in bodies:
+            text = "what is the weather like in the kitchen"
+            bodies[worker] = orjson.dumps({"text": text, "device_id": f"bench-{worker}"})
+        return bodies[worker]
 
-    return call
+    return post_call(url, headers, body)
 
 
 async def run(http: aiohttp.ClientSession, call: Call, n: int, concurrency: int) -> list[float]:
