@@ -21,6 +21,7 @@ ha-env:
 
 lint: install
 	$(BIN)/ruff check src tests bench custom_components tests_ha
+	$(BIN)/mypy
 
 test-gateway: install ha-env
 	$(BIN)/pytest -q

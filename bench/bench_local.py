@@ -26,16 +26,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from athena.config import Settings  # noqa: E402
-from athena.engine.conversation import Engine  # noqa: E402
-from athena.engine.types import Turn  # noqa: E402
+from athena.gateway import Gateway  # noqa: E402
 from athena.homeassistant import build_home  # noqa: E402
-from athena.intents import LocalPath  # noqa: E402
-from athena.intents.catalog import IntentCatalog  # noqa: E402
-from athena.intents.recognize import Recognizer  # noqa: E402
-from athena.llm import create_backend  # noqa: E402
+from athena.local.catalog import IntentCatalog  # noqa: E402
+from athena.local.recognize import Recognizer  # noqa: E402
 from athena.observability import configure_logging  # noqa: E402
-from athena.sessions.manager import SessionManager  # noqa: E402
-from athena.stores import create_store  # noqa: E402
+from athena.turns import Turn  # noqa: E402
 from tests.support.gateway import GatewayProcess, free_port  # noqa: E402
 from tests.support.recorded_ha import TOKEN, RecordedHA, make_home  # noqa: E402
 
@@ -105,18 +101,17 @@ async def engine_turns(ha: RecordedHA, n: int, data_dir: Path, cold: bool) -> di
     """`cold`: forget cached recognitions before every turn, as if each sentence were heard the first time."""
     nowhere = f"http://127.0.0.1:{free_port()}/v1"  # local turns never reach the LLM
     settings = Settings(data_dir=data_dir, ha_url=ha.url, ha_token=TOKEN, llm_url=nowhere)
-    manager = SessionManager(create_store(settings.store_url), settings)
-    await manager.start()
-    llm = create_backend(settings)
-    await llm.open()
-    local = await LocalPath.start(settings, sessions=manager)
-    engine = Engine(manager, llm, settings, local.handlers)
+    gateway = Gateway(settings)
+    await gateway.start()
+    engine, local = gateway.engine, gateway.local
+    assert local is not None
+    manager = engine.sessions
     out: dict[str, list[float]] = {"total": [], "ha": [], "own": [], "recognized": [], "follow_up": []}
     missed = 0
     try:
         for i in range(n + len(SCRIPT)):
             text = SCRIPT[i % len(SCRIPT)]
-            turn = Turn(text=text, device="satellite-kitchen", ha_device_id="satellite-kitchen")
+            turn = Turn(text=text, device_id="satellite-kitchen")
             if cold:
                 local.handlers[-1].recognizer.clear_cache()
             t = time.perf_counter()
@@ -130,7 +125,7 @@ async def engine_turns(ha: RecordedHA, n: int, data_dir: Path, cold: bool) -> di
             session = await manager.get(reply.session_id)
             assert session is not None
             meta = (await manager.history(session))[-1].meta
-            ha_ms = float(meta.get("local", {}).get("ha_ms", 0.0))
+            ha_ms = meta.ha_ms or 0.0
             out["total"].append(elapsed)
             out["ha"].append(ha_ms)
             out["own"].append(elapsed - ha_ms)
@@ -138,9 +133,7 @@ async def engine_turns(ha: RecordedHA, n: int, data_dir: Path, cold: bool) -> di
                 elapsed - ha_ms
             )
     finally:
-        await local.close()
-        await llm.close()
-        await manager.stop()
+        await gateway.close()
     if missed:
         print(f"  !! {missed} turns were not answered locally")
     return out

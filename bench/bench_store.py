@@ -28,10 +28,9 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from athena.config import DevicePolicy, Settings
 from athena.observability import configure_logging
-from athena.sessions.manager import SWEEP_BATCH, SessionManager
-from athena.sessions.models import Message
+from athena.records import Message
+from athena.sessions.manager import SWEEP_BATCH, DeviceRule, SessionManager, SessionPolicy
 from athena.stores import Store, create_store
 from athena.stores.redis import RedisStore, _member, encode_messages
 
@@ -101,15 +100,15 @@ async def fill_redis(store: RedisStore, names: list[str], now: float) -> None:
         await pipe.execute()
 
 
-def settings_for(names: list[str]) -> Settings:
-    return Settings(store_url="memory://", session_timeout=TIMEOUT, session_max_age=MAX_AGE,
-                    history_max_messages=CAP, devices={d: DevicePolicy(timeout=SHORT) for d in names[::100]})
+def policy_for(names: list[str]) -> SessionPolicy:
+    return SessionPolicy(timeout=TIMEOUT, max_age=MAX_AGE, history_max_messages=CAP,
+                         devices={d: DeviceRule(timeout=SHORT) for d in names[::100]})
 
 
 async def timed_ops(store: Store, now: float, timed: int, row: Row) -> None:
     """One operation at a time through the manager, on new devices added to the filled store."""
     names = device_names(timed, "timed")
-    manager = SessionManager(store, settings_for([]), clock=lambda: now)
+    manager = SessionManager(store, policy_for([]), clock=lambda: now)
     started = time.perf_counter()
     sessions = [await manager.resolve(d) for d in names]
     row.create_ops = timed / (time.perf_counter() - started)

@@ -67,7 +67,7 @@ def serve(args: argparse.Namespace) -> int:
     except OSError as exc:  # the data dir or token file cannot be written
         print(f"athena: cannot prepare {settings.data_dir}: {exc}", file=sys.stderr)
         return 1
-    token = app.state.athena.token
+    token = app.state.token
     fallback = (
         f" (fallback {settings.llm_fallback_api} {settings.llm_fallback_model})"
         if settings.llm_fallback_url
@@ -267,7 +267,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except CliError as exc:
         print(f"athena: {exc}", file=sys.stderr)
         return 1

@@ -45,7 +45,7 @@ LOCAL_SECONDS = Histogram(
 
 def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     """structlog over stdlib logging, so uvicorn's and libraries' records share one format."""
-    shared = [
+    shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -17,8 +17,8 @@ import pytest
 import uvicorn
 
 from athena.api import create_app
-from athena.api.state import Runtime
 from athena.config import Settings
+from athena.gateway import Gateway
 from tests.support.fake_llm import FakeLLM
 
 TOKEN = "test-token-0123456789"
@@ -43,7 +43,7 @@ class LiveGateway:
     token: str
     clock: Clock
     settings: Settings
-    runtime: Runtime
+    core: Gateway  # the composition root the app runs
     client: httpx.AsyncClient
 
     async def converse(self, text: str, **fields: Any) -> dict[str, Any]:
@@ -87,12 +87,12 @@ async def serve(settings: Settings, clock: Clock | None = None) -> AsyncIterator
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    token = app.state.athena.token.value
+    token = app.state.token.value
     async with httpx.AsyncClient(
         base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30.0
     ) as client:
         try:
-            yield LiveGateway(url, token, clock, settings, app.state.athena, client)
+            yield LiveGateway(url, token, clock, settings, app.state.gateway, client)
         finally:
             server.should_exit = True
             await task

@@ -14,8 +14,8 @@ async def test_live_and_ready(gateway: LiveGateway) -> None:
 async def test_ready_is_503_with_a_reason_when_the_llm_is_down(
     gateway: LiveGateway, fake_llm: FakeLLM
 ) -> None:
-    assert gateway.runtime.probe is not None
-    gateway.runtime.probe.ttl = 0  # probe on every call for this test
+    assert gateway.core.probe is not None
+    gateway.core.probe.ttl = 0  # probe on every call for this test
     assert (await gateway.client.get("/health/ready")).status_code == 200
     fake_llm.configure(status=503)
     resp = await gateway.client.get("/health/ready")

@@ -147,16 +147,29 @@ async def test_a_non_json_content_type_is_415(gateway: LiveGateway) -> None:
     assert_error(resp, 415, "unsupported_media_type")
 
 
-async def test_openai_bad_bodies_are_422(gateway: LiveGateway) -> None:
-    for body in (
-        {},
-        {"messages": []},
-        {"messages": "hi"},
-        {"messages": [{"role": "robot", "content": "x"}]},
-        {"messages": [{"role": "user", "content": 5}]},
-        {"messages": [{"role": "user", "content": "x"}], "stream": "yes please"},
+async def test_openai_bad_bodies_are_400_naming_the_field(gateway: LiveGateway) -> None:
+    """OpenAI answers type errors with 400 and the parameter's name; so does Athena, in both modes."""
+    user = [{"role": "user", "content": "x"}]
+    for body, field in (
+        ({}, "messages"),
+        ({"messages": []}, "messages"),
+        ({"messages": "hi"}, "messages"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
+        ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
+        ({"messages": user, "stream": "yes please"}, "stream"),
+        ({"messages": user, "stream": "yes"}, "stream"),
+        ({"messages": user, "stream": 1}, "stream"),
+        ({"messages": user, "temperature": "0.5"}, "temperature"),
+        ({"messages": user, "temperature": 3}, "temperature"),
+        ({"messages": user, "max_tokens": "64"}, "max_tokens"),
+        ({"messages": user, "max_tokens": 1.5}, "max_tokens"),
+        ({"messages": user, "stream_options": {"include_usage": "true"}}, "stream_options.include_usage"),
+        ({"messages": user, "tools": {"type": "function"}}, "tools"),
     ):
-        assert_error(await gateway.client.post("/v1/chat/completions", json=body), 422)
+        for headers in ({}, {"X-Athena-Device": "office"}):
+            resp = await gateway.client.post("/v1/chat/completions", json=body, headers=headers)
+            error = assert_error(resp, 400, "invalid_value")
+            assert error["message"].startswith(field + ":"), (body, error)
 
 
 async def test_no_client_input_gives_a_500(gateway: LiveGateway) -> None:

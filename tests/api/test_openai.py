@@ -105,7 +105,7 @@ async def test_device_mode_keeps_the_history(gateway: LiveGateway, fake_llm: Fak
     ]
     sent = fake_llm.requests[-1]["body"]
     assert sent["temperature"] == 0.1
-    assert "tools" not in sent  # device mode answers in text only
+    assert sent["tools"] == [{"type": "function", "function": {"name": "x"}}]  # the client's own tools
     session = await gateway.session("kitchen")
     assert session is not None and session["turns"] == 2
 

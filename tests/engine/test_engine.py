@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from athena.config import Settings
-from athena.engine.conversation import Engine, TurnFailed, wants_follow_up
+from athena.engine import Engine, wants_follow_up
 from athena.engine.prompt import DEFAULT_PROMPT, build_messages, system_prompt
-from athena.engine.types import LocalAnswer, Target, Turn
-from athena.llm import create_backend
+from athena.gateway import llm_backend, prompt_settings, session_policy
+from athena.records import IntentMemory, Message
 from athena.sessions.manager import SessionManager
-from athena.sessions.models import Message, Session
 from athena.stores import create_store
+from athena.turns import LocalAnswer, Target, Turn
 from tests.support.fake_llm import FakeLLM
 
 
@@ -35,7 +35,7 @@ def settings(tmp_path: Path, fake_llm: FakeLLM) -> Settings:
 
 @pytest.fixture
 async def manager(settings: Settings) -> AsyncIterator[SessionManager]:
-    manager = SessionManager(create_store(settings.store_url), settings)
+    manager = SessionManager(create_store(settings.store_url), session_policy(settings))
     await manager.start()
     yield manager
     await manager.stop()
@@ -43,9 +43,9 @@ async def manager(settings: Settings) -> AsyncIterator[SessionManager]:
 
 @pytest.fixture
 async def engine(settings: Settings, manager: SessionManager) -> AsyncIterator[Engine]:
-    llm = create_backend(settings)
+    llm = llm_backend(settings)
     await llm.open()
-    yield Engine(manager, llm, settings)
+    yield Engine(manager, llm, prompt=prompt_settings(settings))
     await llm.close()
 
 
@@ -55,33 +55,20 @@ class Lights:
     def __init__(self) -> None:
         self.seen: list[tuple[str, int]] = []
 
-    async def handle(self, turn: Turn, session: Session, history: Sequence[Message]) -> LocalAnswer | None:
+    async def handle(self, turn: Turn, history: Sequence[Message]) -> LocalAnswer | None:
         self.seen.append((turn.text, len(history)))
         if turn.text != "turn on the lights":
             return None
         return LocalAnswer(
             speech="Turned on the lights",
             success=[Target("Office Lights", "light.office")],
-            meta={"intent": "HassTurnOn", "entities": ["light.office"]},
+            memory=IntentMemory("HassTurnOn", {"area": "Office"}, "en", entity_ids=["light.office"]),
         )
 
 
 class Never:
-    async def handle(self, turn: Turn, session: Session, history: Sequence[Message]) -> LocalAnswer | None:
+    async def handle(self, turn: Turn, history: Sequence[Message]) -> LocalAnswer | None:
         return None
-
-
-class Forget:
-    """Clears the session itself, like the real start-over handler."""
-
-    def __init__(self, manager: SessionManager) -> None:
-        self.manager = manager
-
-    async def handle(self, turn: Turn, session: Session, history: Sequence[Message]) -> LocalAnswer | None:
-        if turn.text != "forget it":
-            return None
-        await self.manager.clear(session.device)
-        return LocalAnswer(speech="Okay, forgotten.", path="reset", reset=True)
 
 
 @pytest.mark.parametrize(
@@ -104,13 +91,13 @@ def test_system_prompt_parts(settings: Settings) -> None:
     now = datetime(2026, 11, 25, 14, 5, tzinfo=timezone(timedelta(hours=1)))
     turn = Turn(
         "hi",
-        "office",
+        device_id="office",
         device_name="Desk",
         area="Office",
         extra_system_prompt="Extra.",
         system_prompt="Client.",
     )
-    prompt = system_prompt(settings, turn, now)
+    prompt = system_prompt(prompt_settings(settings), turn, now)
     assert prompt.startswith(DEFAULT_PROMPT)
     assert 'the device "Desk" in the area "Office"' in prompt
     assert "Wednesday 25 November 2026, 14:05" in prompt
@@ -119,7 +106,7 @@ def test_system_prompt_parts(settings: Settings) -> None:
 
 def test_system_prompt_uses_configured_time_zone(settings: Settings) -> None:
     zoned = settings.model_copy(update={"time_zone": "Pacific/Kiritimati"})  # UTC+14: never the host's zone
-    prompt = system_prompt(zoned, Turn("hi", "office"))
+    prompt = system_prompt(prompt_settings(zoned), Turn("hi", device_id="office"))
     assert "(+14)" in prompt
 
 
@@ -130,7 +117,7 @@ def test_unknown_time_zone_is_refused() -> None:
 
 def test_messages_keep_only_user_and_assistant_history(settings: Settings) -> None:
     history = [Message("user", "a", 1.0), Message("system", "x", 1.0), Message("assistant", "b", 1.0)]
-    messages = build_messages(settings, Turn("c", "office"), history)
+    messages = build_messages(prompt_settings(settings), Turn("c", device_id="office"), history)
     assert [(m["role"], m["content"]) for m in messages[1:]] == [
         ("user", "a"),
         ("assistant", "b"),
@@ -143,7 +130,7 @@ async def test_local_handlers_are_tried_in_order_before_the_llm(
 ) -> None:
     lights = Lights()
     engine.handlers = [Never(), lights]
-    reply = await engine.handle(Turn("turn on the lights", "office"))
+    reply = await engine.handle(Turn("turn on the lights", device_id="office"))
     assert (reply.path, reply.response_type, reply.speech) == ("local", "action_done", "Turned on the lights")
     assert list(reply.success) == [Target("Office Lights", "light.office")]
     assert fake_llm.requests == []
@@ -151,10 +138,11 @@ async def test_local_handlers_are_tried_in_order_before_the_llm(
     assert session is not None
     saved = await manager.history(session)
     assert [m.content for m in saved] == ["turn on the lights", "Turned on the lights"]
-    assert saved[1].meta["intent"] == "HassTurnOn" and saved[1].meta["path"] == "local"
+    assert saved[1].meta.intent is not None
+    assert saved[1].meta.intent.name == "HassTurnOn" and saved[1].meta.path == "local"
 
     # The next turn falls through to the LLM, which sees the local turn in its history.
-    reply = await engine.handle(Turn("is it bright now?", "office"))
+    reply = await engine.handle(Turn("is it bright now?", device_id="office"))
     assert reply.path == "llm"
     assert lights.seen[-1] == ("is it bright now?", 2)
     assert [m["content"] for m in fake_llm.requests[-1]["body"]["messages"][1:]] == [
@@ -167,10 +155,9 @@ async def test_local_handlers_are_tried_in_order_before_the_llm(
 async def test_a_reset_answer_saves_nothing_and_replies_with_the_fresh_session(
     engine: Engine, manager: SessionManager
 ) -> None:
-    engine.handlers = [Forget(manager)]
-    first = await engine.handle(Turn("hello", "office"))
-    reply = await engine.handle(Turn("forget it", "office"))
-    assert reply.path == "reset" and reply.speech == "Okay, forgotten."
+    first = await engine.handle(Turn("hello", device_id="office"))
+    reply = await engine.handle(Turn("forget everything", device_id="office"))
+    assert reply.path == "reset" and reply.speech == "Okay, let's start over."
     assert reply.session_id != first.session_id
     session = await manager.active("office")
     assert session is not None and session.id == reply.session_id
@@ -180,9 +167,9 @@ async def test_a_reset_answer_saves_nothing_and_replies_with_the_fresh_session(
 async def test_start_over_racing_a_slow_answer_still_answers(
     engine: Engine, manager: SessionManager, fake_llm: FakeLLM
 ) -> None:
-    await engine.handle(Turn("hello", "office"))
+    await engine.handle(Turn("hello", device_id="office"))
     fake_llm.configure(delay=0.3)
-    pending = asyncio.create_task(engine.handle(Turn("tell me a story", "office")))
+    pending = asyncio.create_task(engine.handle(Turn("tell me a story", device_id="office")))
     for _ in range(500):  # until the LLM has the question (it records before its delay)
         if len(fake_llm.requests) >= 2:
             break
@@ -197,42 +184,40 @@ async def test_stream_yields_deltas_then_saves(
     engine: Engine, manager: SessionManager, fake_llm: FakeLLM
 ) -> None:
     fake_llm.configure(reply="It is sunny and warm.")
-    stream = await engine.open_stream(Turn("weather?", "office"))
-    deltas = [d async for d in stream]
+    run = await engine.open(Turn("weather?", device_id="office"))
+    deltas = [d async for d in run.deltas()]
     assert deltas and "".join(deltas) == "It is sunny and warm."
-    assert stream.reply is not None and stream.reply.session_id == stream.session_id
+    assert run.reply is not None and run.reply.session_id == run.session_id
     session = await manager.active("office")
     assert session is not None
     assert [m.content for m in await manager.history(session)] == ["weather?", "It is sunny and warm."]
 
 
-async def test_a_stream_that_breaks_raises_turn_failed_and_saves_nothing(
+async def test_a_stream_that_breaks_ends_in_an_error_reply_and_saves_nothing(
     engine: Engine, manager: SessionManager, fake_llm: FakeLLM
 ) -> None:
     fake_llm.configure(reply="one two three four", drop_after=2)
-    stream = await engine.open_stream(Turn("count", "office"))
-    got: list[str] = []
-    with pytest.raises(TurnFailed) as failed:
-        async for delta in stream:
-            got.append(delta)
-    assert failed.value.reply.failure == "llm_error"
-    assert failed.value.reply.speech == "Sorry, I can't reach my language model right now."
+    run = await engine.open(Turn("count", device_id="office"))
+    got = [delta async for delta in run.deltas()]
+    assert got  # it broke after text had started
+    assert run.reply is not None and run.reply.failure == "llm_error"
+    assert run.reply.speech == "Sorry, I can't reach my language model right now."
     session = await manager.active("office")
     assert session is not None and await manager.history(session) == []
 
 
 async def test_an_empty_llm_answer_is_an_error(engine: Engine, fake_llm: FakeLLM) -> None:
     fake_llm.configure(reply="   ")
-    reply = await engine.handle(Turn("hello", "office"))
+    reply = await engine.handle(Turn("hello", device_id="office"))
     assert reply.response_type == "error" and reply.failure == "llm_error"
 
 
 async def test_history_sent_is_trimmed_to_the_context_size(
     settings: Settings, engine: Engine, fake_llm: FakeLLM
 ) -> None:
-    settings.history_context_messages = 2
+    engine.sessions.policy = session_policy(settings.model_copy(update={"history_context_messages": 2}))
     for i in range(3):
-        await engine.handle(Turn(f"question {i}", "office"))
+        await engine.handle(Turn(f"question {i}", device_id="office"))
     sent = fake_llm.requests[-1]["body"]["messages"]
     assert [m["content"] for m in sent[1:]] == ["question 1", "Reply to: question 1", "question 2"]
 
@@ -240,13 +225,13 @@ async def test_history_sent_is_trimmed_to_the_context_size(
 class Broken:
     """A handler with a bug: the turn must still reach the LLM."""
 
-    async def handle(self, turn: Turn, session: Session, history: Sequence[Message]) -> LocalAnswer | None:
+    async def handle(self, turn: Turn, history: Sequence[Message]) -> LocalAnswer | None:
         raise RuntimeError("bug in a local handler")
 
 
 async def test_a_failing_local_handler_falls_through_to_the_llm(engine: Engine, fake_llm: FakeLLM) -> None:
     engine.handlers = [Broken()]
-    reply = await engine.handle(Turn("hello", "office"))
+    reply = await engine.handle(Turn("hello", device_id="office"))
     assert (reply.path, reply.speech) == ("llm", "Reply to: hello")
-    stream = await engine.open_stream(Turn("again", "office"))
-    assert "".join([d async for d in stream]) == "Reply to: again"
+    run = await engine.open(Turn("again", device_id="office"))
+    assert "".join([d async for d in run.deltas()]) == "Reply to: again"

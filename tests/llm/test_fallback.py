@@ -1,4 +1,4 @@
-"""The fallback backend, with two real fake-LLM servers; and create_backend() from settings."""
+"""The fallback backend, with two real fake-LLM servers; and llm_backend() from settings."""
 
 from __future__ import annotations
 
@@ -8,14 +8,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from athena.config import Settings
-from athena.llm import (
-    FallbackBackend,
-    LLMError,
-    LLMTimeout,
-    OllamaBackend,
-    OpenAIBackend,
-    create_backend,
-)
+from athena.gateway import llm_backend
+from athena.llm import FallbackBackend, LLMError, LLMTimeout, OllamaBackend, OpenAIBackend
 from tests.llm.conftest import backend_for
 from tests.support.fake_llm import FakeLLM
 
@@ -104,9 +98,9 @@ async def test_both_failing_raises_the_fallbacks_error(api: str, refused_url: st
             await pair.ping()
 
 
-# -- create_backend ----------------------------------------------------------------------------------------
+# -- llm_backend ----------------------------------------------------------------------------------------
 def test_create_backend_from_settings() -> None:
-    plain = create_backend(
+    plain = llm_backend(
         Settings(llm_api="ollama", llm_url="http://127.0.0.1:11434/v1", llm_keep_alive="1h")
     )
     assert isinstance(plain, OllamaBackend)
@@ -125,7 +119,7 @@ def test_create_backend_from_settings() -> None:
         llm_fallback_url="http://cpu:11434",
         llm_fallback_model="small",
     )
-    pair = create_backend(settings)
+    pair = llm_backend(settings)
     assert isinstance(pair, FallbackBackend)
     assert isinstance(pair.primary, OpenAIBackend)
     assert isinstance(pair.fallback, OllamaBackend)
@@ -137,7 +131,7 @@ def test_create_backend_from_settings() -> None:
 
 
 async def test_created_backend_talks_to_the_fake(fake_llm: FakeLLM) -> None:
-    llm = create_backend(Settings(llm_url=fake_llm.url + "/v1", llm_model="m", llm_api_key="k"))
+    llm = llm_backend(Settings(llm_url=fake_llm.url + "/v1", llm_model="m", llm_api_key="k"))
     await llm.open()
     try:
         before = REGISTRY.get_sample_value("athena_llm_duration_seconds_count", {"backend": "openai"}) or 0

@@ -10,9 +10,9 @@ from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from athena.config import DevicePolicy
+from athena.records import InvalidDeviceId, Message
 from athena.sessions import manager as manager_module
 from athena.sessions.manager import SessionManager
-from athena.sessions.models import InvalidDeviceId, Message
 from athena.stores import SessionGone, Store
 from tests.stores.support import FakeClock
 

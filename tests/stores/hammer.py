@@ -11,14 +11,13 @@ import json
 import sys
 import time
 
-from athena.config import Settings
-from athena.sessions.manager import SessionManager
-from athena.sessions.models import Message
+from athena.records import Message
+from athena.sessions.manager import SessionManager, SessionPolicy
 from athena.stores import create_store
 
 
 async def main(url: str, device: str, turns: int, start_at: float) -> None:
-    manager = SessionManager(create_store(url), Settings(store_url="memory://", history_max_messages=10_000))
+    manager = SessionManager(create_store(url), SessionPolicy(history_max_messages=10_000))
     await manager.store.open()  # no sweep loop: only the turns
     tag = f"p{time.monotonic_ns()}"
     await asyncio.sleep(max(0.0, start_at - time.time()))

@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from athena.config import Settings
+from athena.gateway import session_policy
 from athena.sessions.manager import SessionManager
 from athena.stores import Store, create_store
 
@@ -112,6 +113,6 @@ def make_manager(store: Store, clock: FakeClock) -> Callable[..., SessionManager
 
     def build(**overrides: object) -> SessionManager:
         settings = Settings(store_url="memory://", **overrides)  # the URL is unused: the store is given
-        return SessionManager(store, settings, clock=clock)
+        return SessionManager(store, session_policy(settings), clock=clock)
 
     return build

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from athena.sessions.models import Message
+from athena.records import IntentMemory, Message, MessageMeta, ToolCall
 from athena.stores import SessionGone, Store
 from tests.stores.support import FakeClock, StoreFactory
 
@@ -14,7 +14,7 @@ T, A = 300.0, 3600.0  # timeout, max age
 
 
 def msg(i: int, role: str = "user") -> Message:
-    return Message(role, f"message {i}", 1000.0 + i, {"n": i})  # type: ignore[arg-type]
+    return Message(role, f"message {i}", 1000.0 + i, MessageMeta(latency_ms=i))  # type: ignore[arg-type]
 
 
 async def test_acquire_creates_then_touches(store: Store, clock: FakeClock) -> None:
@@ -65,7 +65,7 @@ async def test_append_history_order_meta_and_cap(store: Store, clock: FakeClock)
     assert session.turns == 5 and session.last_activity == clock.now
     kept = await store.history("01A", 100)
     assert [m.content for m in kept] == [f"message {i}" for i in range(4, 10)]
-    assert kept[0] == msg(4) and kept[1].role == "assistant" and kept[1].meta == {"n": 5}
+    assert kept[0] == msg(4) and kept[1].role == "assistant" and kept[1].meta == MessageMeta(latency_ms=5)
     assert [m.content for m in await store.history("01A", 2)] == ["message 8", "message 9"]
     assert await store.history("01A", 0) == []
 
@@ -150,7 +150,11 @@ async def test_reopen_keeps_sessions_and_history(stores: StoreFactory, clock: Fa
 async def test_unicode_and_large_messages_round_trip(store: Store, clock: FakeClock) -> None:
     await store.acquire("kitchen", clock.now, T, A, "01A")
     text = "Schalte das Licht in der Küche an 💡 " * 200
-    await store.append("01A", [Message("user", text, clock.now, {"entities": ["light.küche"]})],
-                       clock.now, T, A, 10)
+    meta = MessageMeta(
+        path="local",
+        intent=IntentMemory("HassTurnOn", {"area": "Küche"}, "de", entity_ids=["light.küche"]),
+        tool_calls=(ToolCall("call_1", "HassTurnOn", '{"area": "Küche"}'),),
+    )
+    await store.append("01A", [Message("assistant", text, clock.now, meta)], clock.now, T, A, 10)
     [back] = await store.history("01A", 10)
-    assert back.content == text and back.meta == {"entities": ["light.küche"]}
+    assert back.content == text and back.meta == meta

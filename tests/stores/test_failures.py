@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from athena.config import Settings
+from athena.records import Message
 from athena.sessions.manager import SessionManager
-from athena.sessions.models import Message
 from athena.stores import StoreError, create_store, store_kind
 from athena.stores.memory import MemoryStore
 from athena.stores.redis import RedisStore
@@ -62,7 +61,7 @@ async def test_redis_unreachable_at_start() -> None:
     store = create_store(f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(StoreError, match=r"cannot reach the Redis store at 127\.0\.0\.1:\d+"):
         await store.open()
-    manager = SessionManager(create_store(f"redis://127.0.0.1:{free_port()}/0"), Settings(store_url="memory://"))
+    manager = SessionManager(create_store(f"redis://127.0.0.1:{free_port()}/0"))
     with pytest.raises(StoreError, match="cannot reach the Redis store"):
         await manager.start()
 
@@ -72,7 +71,7 @@ async def test_redis_going_away_mid_run_is_a_store_error() -> None:
     proxy = TcpProxy()
     port = await proxy.start()
     store = RedisStore(f"redis://127.0.0.1:{port}/0", prefix="athena-test-down")
-    manager = SessionManager(store, Settings(store_url="memory://"))
+    manager = SessionManager(store)
     await store.open()
     try:
         session = await manager.resolve("kitchen")

@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from athena.sessions.models import Message
+from athena.records import Message
 from athena.stores.redis import RedisStore
 from tests.stores.support import REDIS_URL, FakeClock, delete_prefix, require_redis
 

@@ -1,5 +1,5 @@
-"""Operator endpoints under /athena: what the gateway is (the HA integration's config flow checks URL
-and token with /athena/info) and the live sessions (list, show, clear one device's)."""
+"""Operator endpoints under /athena: what the gateway is (the HA integration's config flow checks URL and
+token with /athena/info) and the live sessions (list, show, end one device's)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from athena import __version__
 from athena.api.bodies import device_id
 from athena.api.errors import ApiError
 from athena.api.responses import json_response
-from athena.api.state import engine, runtime
+from athena.api.state import engine, gateway
 from athena.stores.base import StoreError
 
 T = TypeVar("T")
@@ -39,45 +38,33 @@ def _no_session(key: str) -> ApiError:
 
 
 async def info(request: Request) -> Response:
-    rt = runtime(request)
-    llm = engine(request).llm
-    return json_response(
-        {
-            "service": "athena",
-            "version": __version__,
-            "local_intents": rt.settings.local_intents,
-            "store": rt.store,
-            "llm": {"api": llm.name, "model": llm.model},
-        }
-    )
+    engine(request)  # 503 while starting
+    return json_response(gateway(request).info())
 
 
 async def list_sessions(request: Request) -> Response:
-    return json_response({"sessions": await _stored(engine(request).manager.list_active())})
+    return json_response({"sessions": await _stored(engine(request).sessions_live())})
 
 
-async def show_session(request: Request) -> Response:
+async def session(request: Request) -> Response:
+    """GET: the device's live session with its history; DELETE: end it ("start over" from outside)."""
     key = _device(request)
+    if request.method == "DELETE":
+        if not await _stored(engine(request).end_session(key)):
+            raise _no_session(key)
+        return json_response({"cleared": True, "device": key})
     found = await _stored(engine(request).transcript(key))
     if found is None:
         raise _no_session(key)
     described, messages = found
     described["messages"] = [
-        {"role": m.role, "content": m.content, "ts": m.ts, "meta": dict(m.meta)} for m in messages
+        {"role": m.role, "content": m.content, "ts": m.ts, "meta": m.meta.to_dict()} for m in messages
     ]
     return json_response(described)
-
-
-async def clear_session(request: Request) -> Response:
-    key = _device(request)
-    if not await _stored(engine(request).manager.clear(key)):
-        raise _no_session(key)
-    return json_response({"cleared": True, "device": key})
 
 
 routes = [
     Route("/athena/info", info, methods=["GET"]),
     Route("/athena/sessions", list_sessions, methods=["GET"]),
-    Route("/athena/sessions/{device:path}", show_session, methods=["GET"]),
-    Route("/athena/sessions/{device:path}", clear_session, methods=["DELETE"]),
+    Route("/athena/sessions/{device:path}", session, methods=["GET", "DELETE"]),
 ]

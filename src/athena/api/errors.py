@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from athena.api.responses import json_response
+from athena.turns import Failure
 
 log = structlog.get_logger("athena.api")
 
@@ -41,6 +43,23 @@ class ApiError(Exception):
         self.message = message
         self.code = code
 
+    def body(self) -> dict[str, Any]:
+        return error_body(self.status, self.message, self.code)
+
+
+# How a turn's failure answers a client that gets HTTP statuses (OpenAI clients, the operator API).
+FAILURES: dict[Failure, tuple[int, str]] = {
+    "llm_timeout": (504, "llm_timeout"),
+    "llm_error": (502, "llm_unavailable"),
+    "store": (503, "store_unavailable"),
+    "internal": (500, "internal_error"),
+}
+
+
+def failure_error(failure: Failure, message: str) -> ApiError:
+    status, code = FAILURES[failure]
+    return ApiError(status, message, code)
+
 
 def error_body(status: int, message: str, code: str | None = None) -> dict[str, Any]:
     default_code, kind = _STATUS_CODES.get(
@@ -56,19 +75,29 @@ def error_response(
 
 
 def describe_validation(errors: list[Any]) -> str:
-    """pydantic's errors as one sentence naming each field: "text: Field required; language: ..."."""
-    parts = []
-    for err in errors[:5]:
+    """pydantic's errors as one sentence naming each field: "text: Field required; language: ...".
+
+    A value that fits no member of a union gives one error per member, located by the member's type
+    (`content.str`, `content.list[...]`): those become one "content: ... or ..." entry.
+    """
+    found: dict[str, list[str]] = {}
+    for err in errors:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
-        where = ".".join(loc) or "body"
-        parts.append(f"{where}: {err.get('msg', 'invalid value')}")
-    if len(errors) > 5:
-        parts.append(f"and {len(errors) - 5} more")
+        where = ".".join(p for p in loc if not _TYPE_TAG.fullmatch(p)) or "body"
+        message = str(err.get("msg", "invalid value"))
+        if message not in found.setdefault(where, []):
+            found[where].append(message)
+    parts = [f"{where}: {' or '.join(messages)}" for where, messages in list(found.items())[:5]]
+    if len(found) > 5:
+        parts.append(f"and {len(found) - 5} more")
     return "; ".join(parts)
 
 
+_TYPE_TAG = re.compile(r"(str|int|float|bool|none|bytes|[a-z_]+\[.*\]|function-[a-z]+\[.*\])")
+
+
 async def _api_error(request: Request, exc: ApiError) -> Response:
-    return error_response(exc.status, exc.message, exc.code)
+    return json_response(exc.body(), exc.status)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:

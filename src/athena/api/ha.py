@@ -16,10 +16,11 @@ from starlette.routing import Route
 from athena.api.bodies import clean_text, device_id, read_model
 from athena.api.responses import json_response
 from athena.api.state import engine
-from athena.engine.types import Reply, Target, Turn
-from athena.sessions.models import Message
+from athena.records import Message, MessageMeta
+from athena.turns import MAX_CONVERSATION_ID, Reply, Target, Turn
 
 _Short = Field(default=None, max_length=256)
+_FROM_HA = MessageMeta(source="home_assistant")
 
 
 class PriorTurn(BaseModel):
@@ -34,7 +35,7 @@ class ConversationIn(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     text: str
     language: str = Field(default="en", max_length=35)
-    conversation_id: str | None = _Short
+    conversation_id: str | None = Field(default=None, max_length=MAX_CONVERSATION_ID)
     device_id: str | None = None
     satellite_id: str | None = None
     agent_id: str | None = _Short
@@ -76,31 +77,22 @@ def conversation_result(reply: Reply, language: str) -> dict[str, Any]:
 async def conversation(request: Request) -> Response:
     eng = engine(request)
     body = await read_model(request, ConversationIn)
-    text = clean_text(body.text, "text", eng.settings.max_text_chars)
-    # An empty id is "none given" (some clients send ""); anything else must be a valid id.
-    key = device_id(body.device_id or None, "device_id") or device_id(
-        body.satellite_id or None, "satellite_id"
-    )
+    text = clean_text(body.text, "text", request.app.state.gateway.settings.max_text_chars)
     now = eng.clock()
-    prior = tuple(
-        Message(p.role, p.content, now, {"source": "home_assistant"})
-        for p in body.history
-        if p.content.strip()
-    )
     turn = Turn(
         text=text,
-        device=key,
         language=body.language or "en",
+        # An empty id is "none given" (some clients send ""); anything else must be a valid id.
+        device_id=device_id(body.device_id or None, "device_id"),
+        satellite_id=device_id(body.satellite_id or None, "satellite_id"),
+        conversation_id=body.conversation_id or None,
         device_name=body.device_name,
         area=body.area,
         area_id=body.area_id,
-        ha_device_id=body.device_id,
-        satellite_id=body.satellite_id,
         user_id=body.user_id,
         extra_system_prompt=body.extra_system_prompt,
         new_session=body.new_session,
-        prior=prior,
-        conversation_id=body.conversation_id,
+        prior=tuple(Message(p.role, p.content, now, _FROM_HA) for p in body.history if p.content.strip()),
     )
     reply = await eng.handle(turn)
     return json_response(conversation_result(reply, turn.language))

@@ -160,7 +160,7 @@ class GatewayMiddleware:
     def _endpoint(self, scope: Scope) -> str:
         """A bounded label: the matched route's template, else the path if it is known, else "other"."""
         path = getattr(scope.get("route"), "path", None)
-        if path is not None:
+        if isinstance(path, str):
             return path
         return scope["path"] if scope["path"] in self._endpoints else "other"
 

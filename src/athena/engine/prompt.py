@@ -8,13 +8,15 @@ sentences; the device's name and area let the model answer "here" questions, and
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from athena.config import Settings
-from athena.engine.types import Turn
 from athena.llm.base import ChatMessage
-from athena.sessions.models import Message
+from athena.llm.wire import tool_calls_out
+from athena.records import Message
+from athena.turns import Turn
 
 DEFAULT_PROMPT = (
     "You are Athena, the voice assistant of a smart home. Your answers are spoken aloud by a speech engine: "
@@ -24,7 +26,15 @@ DEFAULT_PROMPT = (
 )
 
 
-def system_prompt(settings: Settings, turn: Turn, now: datetime | None = None) -> str:
+@dataclass(frozen=True, slots=True)
+class PromptSettings:
+    """ATHENA_SYSTEM_PROMPT (replaces the built-in one) and ATHENA_TIME_ZONE (None: the host's)."""
+
+    system_prompt: str | None = None
+    time_zone: str | None = None
+
+
+def system_prompt(settings: PromptSettings, turn: Turn, now: datetime | None = None) -> str:
     if now is None:
         zone = ZoneInfo(settings.time_zone) if settings.time_zone else None
         now = datetime.now(zone) if zone else datetime.now().astimezone()
@@ -44,13 +54,25 @@ def system_prompt(settings: Settings, turn: Turn, now: datetime | None = None) -
     return "\n\n".join(parts)
 
 
+def chat_message(m: Message) -> dict[str, Any]:
+    """A stored message in OpenAI's format (tool calls and results included)."""
+    if m.role == "tool":
+        return {"role": "tool", "tool_call_id": m.meta.tool_call_id or "", "content": m.content}
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.meta.tool_calls:
+        out["tool_calls"] = tool_calls_out(m.meta.tool_calls)
+        out["content"] = m.content or None
+    return out
+
+
 def build_messages(
-    settings: Settings, turn: Turn, history: Sequence[Message], now: datetime | None = None
+    settings: PromptSettings, turn: Turn, history: Sequence[Message], now: datetime | None = None
 ) -> list[ChatMessage]:
-    """System prompt, then the session's history (user/assistant only), then this turn's text."""
+    """System prompt, then the session's history, then this turn's text (or its tool results)."""
     messages: list[ChatMessage] = [{"role": "system", "content": system_prompt(settings, turn, now)}]
-    messages.extend(
-        {"role": m.role, "content": m.content} for m in history if m.role in ("user", "assistant")
-    )
-    messages.append({"role": "user", "content": turn.text})
+    messages.extend(chat_message(m) for m in history if m.role != "system")
+    if turn.tool_results:
+        messages.extend(chat_message(m) for m in turn.tool_results)
+    else:
+        messages.append({"role": "user", "content": turn.text})
     return messages

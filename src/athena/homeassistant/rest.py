@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -9,6 +10,7 @@ import orjson
 import structlog
 
 from athena.homeassistant.errors import HAAuthError, HAResponseError, HAUnavailable
+from athena.turns import Target, target_type
 
 log = structlog.get_logger("athena.homeassistant")
 
@@ -62,14 +64,14 @@ class HARest:
             raise HAResponseError(f"{method} {path}: not JSON", resp.status) from exc
 
     async def config(self) -> dict[str, Any]:
-        return await self.request("GET", "/api/config")
+        return json_object(await self.request("GET", "/api/config"), "/api/config")
 
     async def states(self) -> list[dict[str, Any]]:
-        return await self.request("GET", "/api/states")
+        return json_objects(await self.request("GET", "/api/states"), "/api/states")
 
     async def state(self, entity_id: str) -> dict[str, Any] | None:
         try:
-            return await self.request("GET", f"/api/states/{entity_id}")
+            return json_object(await self.request("GET", f"/api/states/{entity_id}"), "/api/states/<id>")
         except HAResponseError as exc:
             if exc.status == 404:
                 return None
@@ -97,6 +99,37 @@ class HARest:
                 log.info("ha.intent_handle.minimal", reason="this Home Assistant takes only name and data")
                 self.intent_extras = False
         return _intent_dict(await self.request("POST", "/api/intent/handle", body))
+
+
+def json_object(data: Any, what: str) -> dict[str, Any]:
+    """HA's answer, checked to be the JSON object its API documents."""
+    if not isinstance(data, dict):
+        raise HAResponseError(f"{what}: not a JSON object")
+    return data
+
+
+def json_objects(data: Any, what: str) -> list[dict[str, Any]]:
+    """HA's answer, checked to be a list of JSON objects."""
+    if not isinstance(data, list):
+        raise HAResponseError(f"{what}: not a JSON list")
+    return [item for item in data if isinstance(item, dict)]
+
+
+def response_targets(result: Mapping[str, Any]) -> tuple[tuple[Target, ...], tuple[Target, ...]]:
+    """(success, failed) targets of an IntentResponse dict, as HA lists them in its `data`."""
+    data = result.get("data")
+    if not isinstance(data, Mapping):
+        return (), ()
+    return _targets(data.get("success")), _targets(data.get("failed"))
+
+
+def _targets(raw: Any) -> tuple[Target, ...]:
+    out = []
+    for item in raw if isinstance(raw, list) else ():
+        if isinstance(item, Mapping) and item.get("id") is not None:
+            kind = target_type(item.get("type"))
+            out.append(Target(name=str(item.get("name") or item["id"]), id=str(item["id"]), type=kind))
+    return tuple(out)
 
 
 def _intent_dict(result: Any) -> dict[str, Any]:

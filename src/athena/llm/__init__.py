@@ -2,11 +2,15 @@
 
 Use::
 
-    llm = create_backend(settings)      # an LLMBackend; wrapped in FallbackBackend when a fallback URL is set
-    await llm.open()                    # one shared aiohttp session per backend (app lifespan)
+    llm = make_backend("openai", url, model, timeouts=Timeouts(...))   # or FallbackBackend(primary, fallback)
+    await llm.open()                    # one shared aiohttp session per backend (the gateway's lifetime)
     text = await llm.chat(messages, temperature=0.2)      # options go into the request body
-    async for delta in llm.stream(messages): ...          # text deltas only, never empty strings
+    stream = llm.stream(messages)       # a ChatStream: text deltas only, never empty strings ...
+    async for delta in stream: ...
+    stream.completion                   # ... then the finish reason, usage and tool calls
     await llm.close()
+
+The gateway's composition root (athena.gateway) builds the configured backend from the settings.
 
 Errors: ``LLMTimeout`` past ``llm_connect_timeout`` (connecting), ``llm_first_token_timeout`` (streams: no
 text yet) or ``llm_timeout`` (the whole answer); ``LLMError`` for everything else, with a short message fit
@@ -35,10 +39,18 @@ per stream; a fallback backend is labelled ``<api>-fallback``.
 
 from __future__ import annotations
 
-from pydantic import SecretStr
-
-from athena.config import Settings
-from athena.llm.base import ChatMessage, LLMBackend, LLMError, LLMHTTPError, LLMTimeout, RelayChunk, Relayed
+from athena.llm.base import (
+    ChatMessage,
+    ChatStream,
+    Completion,
+    LLMBackend,
+    LLMError,
+    LLMHTTPError,
+    LLMTimeout,
+    RelayChunk,
+    Relayed,
+    RelayStream,
+)
 from athena.llm.fallback import FallbackBackend
 from athena.llm.http import Timeouts
 from athena.llm.ollama import OllamaBackend
@@ -46,6 +58,8 @@ from athena.llm.openai import OpenAIBackend
 
 __all__ = [
     "ChatMessage",
+    "ChatStream",
+    "Completion",
     "FallbackBackend",
     "LLMBackend",
     "LLMError",
@@ -54,9 +68,9 @@ __all__ = [
     "OllamaBackend",
     "OpenAIBackend",
     "RelayChunk",
+    "RelayStream",
     "Relayed",
     "Timeouts",
-    "create_backend",
     "make_backend",
 ]
 
@@ -80,25 +94,3 @@ def make_backend(
         )
     raise ValueError(f"unknown LLM API {api!r}; use 'openai' or 'ollama'")
 
-
-def create_backend(settings: Settings) -> LLMBackend:
-    """The configured backend, wrapped with the fallback when ``llm_fallback_url`` is set. Not yet opened."""
-    timeouts = Timeouts(
-        connect=settings.llm_connect_timeout,
-        first_token=settings.llm_first_token_timeout,
-        total=settings.llm_timeout,
-    )
-
-    def backend(api: str, url: str, model: str, key: SecretStr | None, name: str | None = None) -> LLMBackend:
-        secret = key.get_secret_value() if key else None
-        return make_backend(
-            api, url, model, api_key=secret, timeouts=timeouts, keep_alive=settings.llm_keep_alive, name=name
-        )
-
-    primary = backend(settings.llm_api, settings.llm_url, settings.llm_model, settings.llm_api_key)
-    # Settings fills the fallback's API and model in from the primary's whenever its URL is set.
-    api, url, model = settings.llm_fallback_api, settings.llm_fallback_url, settings.llm_fallback_model
-    if not (api and url and model):
-        return primary
-    fallback = backend(api, url, model, settings.llm_fallback_api_key, name=f"{api}-fallback")
-    return FallbackBackend(primary, fallback)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-ChatMessage = Mapping[str, Any]  # {"role": ..., "content": ...}
+from athena.records import ToolCall
+from athena.turns import Usage
+
+ChatMessage = Mapping[str, Any]  # {"role": ..., "content": ...} in OpenAI's format
 
 
 class LLMError(Exception):
@@ -25,6 +29,44 @@ class LLMHTTPError(LLMError):
         self.body = body
 
 
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """How an answer ended: its whole text, the model's finish reason, token usage and tool calls."""
+
+    text: str
+    finish_reason: str = "stop"
+    usage: Usage | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+class ChatStream:
+    """An answer's text deltas (never empty strings); `completion` is set once the answer ended cleanly.
+
+    Wraps a backend's generator, which yields the deltas and then one Completion. Close it (`aclose`, or
+    `contextlib.aclosing`) when stopping early: that closes the upstream request.
+    """
+
+    __slots__ = ("_source", "completion")
+
+    def __init__(self, source: AsyncGenerator[str | Completion, None]) -> None:
+        self._source = source
+        self.completion: Completion | None = None
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    async def __anext__(self) -> str:
+        while True:
+            item = await self._source.__anext__()
+            if isinstance(item, Completion):
+                self.completion = item
+                continue
+            return item
+
+    async def aclose(self) -> None:
+        await self._source.aclose()
+
+
 class Relayed(NamedTuple):
     """A whole OpenAI ``chat.completion`` answer: the JSON bytes to send on, and its text."""
 
@@ -41,18 +83,24 @@ class RelayChunk(NamedTuple):
     text: str
 
 
+RelayStream = AsyncGenerator[RelayChunk, None]
+
+
 class LLMBackend(Protocol):
     name: str  # for metrics and logs, e.g. "openai" or "ollama"
     model: str
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
-    async def chat(self, messages: Sequence[ChatMessage], **options: Any) -> str: ...
-    def stream(self, messages: Sequence[ChatMessage], **options: Any) -> AsyncIterator[str]: ...
+    async def chat(self, messages: Sequence[ChatMessage], **options: Any) -> str:
+        """The whole text of a non-streamed answer (one that only calls tools is an LLMError)."""
+
+    def stream(self, messages: Sequence[ChatMessage], **options: Any) -> ChatStream: ...
     async def models(self) -> list[str]: ...
     async def ping(self) -> None:
         """Raise LLMError when the backend cannot be reached."""
 
     # The stateless OpenAI relay (see athena.llm's docstring): an OpenAI request in, OpenAI wire format out.
     async def relay(self, body: Mapping[str, Any]) -> Relayed: ...
-    def relay_stream(self, body: Mapping[str, Any]) -> AsyncIterator[RelayChunk]: ...
+    def relay_stream(self, body: Mapping[str, Any]) -> RelayStream: ...
+

@@ -6,13 +6,22 @@ to the user, so an error after that is the caller's to handle, as without a fall
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
 import structlog
 
-from athena.llm.base import ChatMessage, LLMBackend, LLMError, RelayChunk, Relayed
+from athena.llm.base import (
+    ChatMessage,
+    ChatStream,
+    Completion,
+    LLMBackend,
+    LLMError,
+    RelayChunk,
+    Relayed,
+    RelayStream,
+)
 
 log = structlog.get_logger("athena.llm")
 
@@ -56,21 +65,26 @@ class FallbackBackend:
             self._falling_back(exc)
         return await self.fallback.chat(messages, **options)
 
-    async def stream(self, messages: Sequence[ChatMessage], **options: Any) -> AsyncIterator[str]:
+    def stream(self, messages: Sequence[ChatMessage], **options: Any) -> ChatStream:
+        return ChatStream(self._stream(messages, options))
+
+    async def _stream(
+        self, messages: Sequence[ChatMessage], options: Mapping[str, Any]
+    ) -> AsyncGenerator[str | Completion, None]:
         produced = False
-        try:
-            async with aclosing(self.primary.stream(messages, **options)) as deltas:
-                async for delta in deltas:
-                    produced = True
-                    yield delta
-            return
-        except LLMError as exc:
-            if produced:
-                raise
-            self._falling_back(exc)
-        async with aclosing(self.fallback.stream(messages, **options)) as deltas:
-            async for delta in deltas:
-                yield delta
+        for backend in (self.primary, self.fallback):
+            try:
+                async with aclosing(backend.stream(messages, **options)) as deltas:
+                    async for delta in deltas:
+                        produced = True
+                        yield delta
+                if deltas.completion is not None:
+                    yield deltas.completion
+                return
+            except LLMError as exc:
+                if produced or backend is self.fallback:
+                    raise
+                self._falling_back(exc)
 
     async def relay(self, body: Mapping[str, Any]) -> Relayed:
         try:
@@ -79,7 +93,7 @@ class FallbackBackend:
             self._falling_back(exc)
         return await self.fallback.relay(body)
 
-    async def relay_stream(self, body: Mapping[str, Any]) -> AsyncIterator[RelayChunk]:
+    async def relay_stream(self, body: Mapping[str, Any]) -> RelayStream:
         """Falls back until the primary's first text (events without text, like the role, are held)."""
         held: list[RelayChunk] = []
         committed = False

@@ -9,17 +9,24 @@ OpenAI-style options map to Ollama's: ``max_tokens``/``max_completion_tokens`` b
 
 from __future__ import annotations
 
-import secrets
-import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
 import orjson
 
-from athena.llm.base import ChatMessage, LLMError, RelayChunk, Relayed
+from athena.llm.base import ChatMessage, ChatStream, Completion, LLMError, RelayChunk, Relayed, RelayStream
 from athena.llm.http import Deadline, HTTPBackend, Timeouts, dumps, error_detail, loads
-from athena.llm.openai import DONE_EVENT
+from athena.llm.wire import (
+    DONE_EVENT,
+    Chunks,
+    chat_completion,
+    content_text,
+    read_tool_calls,
+    tool_calls_out,
+)
+from athena.records import ToolCall
+from athena.turns import Usage
 
 _RENAMED = {"max_tokens": "num_predict", "max_completion_tokens": "num_predict"}
 _TOP_LEVEL = frozenset({"format", "keep_alive", "tools", "think"})
@@ -87,10 +94,7 @@ def ollama_request(
 
 
 def _message(m: ChatMessage) -> dict[str, Any]:
-    content = m.get("content")
-    if isinstance(content, list):  # OpenAI content parts; Ollama wants a string
-        content = "".join(p.get("text", "") for p in content if isinstance(p, Mapping))
-    out: dict[str, Any] = {"role": m.get("role", "user"), "content": content or ""}
+    out: dict[str, Any] = {"role": m.get("role", "user"), "content": content_text(m.get("content"))}
     calls = m.get("tool_calls")
     if isinstance(calls, list):
         out["tool_calls"] = [_native_call(c) for c in calls if isinstance(c, Mapping)]
@@ -111,24 +115,16 @@ def _native_call(call: Mapping[str, Any]) -> dict[str, Any]:
     return {"function": {"name": fn.get("name", ""), "arguments": args or {}}}
 
 
-def _openai_calls(calls: Any) -> list[dict[str, Any]]:
-    if not isinstance(calls, list):
-        return []
-    out = []
-    for i, call in enumerate(calls):
-        fn = call.get("function", {}) if isinstance(call, Mapping) else {}
-        out.append(
-            {
-                "index": i,
-                "id": f"call_{secrets.token_hex(8)}",
-                "type": "function",
-                "function": {
-                    "name": fn.get("name", ""),
-                    "arguments": orjson.dumps(fn.get("arguments") or {}).decode(),
-                },
-            }
-        )
-    return out
+def _calls(message: Mapping[str, Any]) -> tuple[ToolCall, ...]:
+    """Ollama's tool calls (arguments as an object, no ids) as OpenAI-style calls."""
+    return read_tool_calls(message.get("tool_calls"))
+
+
+def _usage(data: Mapping[str, Any]) -> Usage | None:
+    prompt, completion = data.get("prompt_eval_count"), data.get("eval_count")
+    if not isinstance(prompt, int) and not isinstance(completion, int):
+        return None
+    return Usage(prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
 
 
 def _content(data: Any) -> tuple[str, dict[str, Any]]:
@@ -181,12 +177,24 @@ class OllamaBackend(HTTPBackend):
         self.observe_answer(deadline)
         return text
 
-    async def stream(self, messages: Sequence[ChatMessage], **options: Any) -> AsyncIterator[str]:
-        async with aclosing(self._lines(self._body(messages, options, True))) as batches:
+    def stream(self, messages: Sequence[ChatMessage], **options: Any) -> ChatStream:
+        return ChatStream(self._stream(self._body(messages, options, True)))
+
+    async def _stream(self, body: bytes) -> AsyncGenerator[str | Completion, None]:
+        parts: list[str] = []
+        calls: list[ToolCall] = []
+        done: Mapping[str, Any] = {}
+        async with aclosing(self._lines(body)) as batches:
             async for batch in batches:
                 text = "".join(t for t, _ in batch)
                 if text:
+                    parts.append(text)
                     yield text
+                for _, data in batch:
+                    calls.extend(_calls(data.get("message") or {}))
+                    if data.get("done"):
+                        done = data
+        yield Completion("".join(parts), _finish(done, bool(calls)), _usage(done), tuple(calls))
 
     async def models(self) -> list[str]:
         data = await self._probe("/api/tags")
@@ -212,66 +220,43 @@ class OllamaBackend(HTTPBackend):
         raw = await self._request_json("POST", "/api/chat", self._relay_body(body, False), deadline)
         data = loads(raw)
         text, message = _content(data)
-        calls = _openai_calls(message.get("tool_calls"))
-        out_message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
-        if calls:
-            for c in calls:
-                del c["index"]
-            out_message["tool_calls"] = calls
-        prompt, completion = int(data.get("prompt_eval_count") or 0), int(data.get("eval_count") or 0)
-        answer = {
-            "id": _completion_id(),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": data.get("model") or self.model,
-            "choices": [{"index": 0, "message": out_message, "finish_reason": _finish(data, bool(calls))}],
-            "usage": {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            },
-        }
+        calls = _calls(message)
+        answer = chat_completion(
+            str(data.get("model") or self.model),
+            text,
+            finish_reason=_finish(data, bool(calls)),
+            usage=_usage(data) or Usage(0, 0),
+            tool_calls=calls,
+        )
         self.observe_answer(deadline)
         return Relayed(orjson.dumps(answer), text)
 
-    async def relay_stream(self, body: Mapping[str, Any]) -> AsyncIterator[RelayChunk]:
-        cid, created = _completion_id(), int(time.time())
-        model = body.get("model") or self.model
-        head = (
-            b'data: {"id":"'
-            + cid.encode()
-            + b'","object":"chat.completion.chunk","created":'
-            + str(created).encode()
-            + b',"model":'
-            + orjson.dumps(model)
-            + b',"choices":[{"index":0,"delta":'
-        )
+    async def relay_stream(self, body: Mapping[str, Any]) -> RelayStream:
+        chunks = Chunks(str(body.get("model") or self.model))
         role_sent = called = False
         async with aclosing(self._lines(self._relay_body(body, True))) as batches:
             async for batch in batches:
                 events: list[bytes] = []
                 for text, data in batch:
-                    message = data.get("message") or {}
                     delta: dict[str, Any] = {}
                     if not role_sent:
                         delta["role"] = "assistant"
                         role_sent = True
                     if text:
                         delta["content"] = text
-                    if calls := _openai_calls(message.get("tool_calls")):
-                        delta["tool_calls"] = calls
+                    if calls := _calls(data.get("message") or {}):
+                        delta["tool_calls"] = tool_calls_out(calls, indexed=True)
                         called = True
                     if delta:
-                        events.append(head + orjson.dumps(delta) + b',"finish_reason":null}]}\n\n')
+                        events.append(chunks.delta(delta))
                     if data.get("done"):
-                        finish = orjson.dumps(_finish(data, called))
-                        events.append(head + b'{},"finish_reason":' + finish + b"}]}\n\n")
+                        events.append(chunks.delta({}, _finish(data, called)))
                         events.append(DONE_EVENT)
                 if events:
                     yield RelayChunk(b"".join(events), "".join(t for t, _ in batch))
 
     # -- NDJSON ----------------------------------------------------------------------------------------
-    async def _lines(self, body: bytes) -> AsyncIterator[list[tuple[str, dict[str, Any]]]]:
+    async def _lines(self, body: bytes) -> AsyncGenerator[list[tuple[str, dict[str, Any]]], None]:
         """(text delta, object) per NDJSON line, in batches (one network read), the last with ``done``."""
         deadline = Deadline(self.timeouts, streaming=True)
         resp = await self._send("POST", self._chat_url, body, deadline)
@@ -304,10 +289,6 @@ class OllamaBackend(HTTPBackend):
                 resp.release()
             else:
                 resp.close()
-
-
-def _completion_id() -> str:
-    return f"chatcmpl-{secrets.token_hex(12)}"
 
 
 def _finish(data: Mapping[str, Any], called: bool) -> str:

@@ -9,15 +9,16 @@ how garbage and mid-stream errors are caught.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
-from athena.llm.base import ChatMessage, LLMError, RelayChunk, Relayed
-from athena.llm.http import Deadline, HTTPBackend, Timeouts, dumps, error_detail, loads
+from athena.llm.base import ChatMessage, ChatStream, Completion, LLMError, RelayChunk, Relayed, RelayStream
+from athena.llm.http import Deadline, HTTPBackend, Timeouts, dumps, loads
+from athena.llm.wire import DONE_EVENT, ChunkInfo, ToolCallParts, read_chunk, read_completion
 
-DONE_EVENT = b"data: [DONE]\n\n"
 _SSE_FIELDS = (b"data:", b":", b"event:", b"id:", b"retry:")
+Batch = tuple[bytes, list[ChunkInfo]]  # the events as they came (to relay) and what each says
 
 
 class OpenAIBackend(HTTPBackend):
@@ -45,15 +46,28 @@ class OpenAIBackend(HTTPBackend):
         raw = await self._request_json(
             "POST", "/chat/completions", self._body(messages, options, False), deadline
         )
-        text = message_text(loads(raw), strict=True)
+        text = read_completion(loads(raw), strict=True).text
         self.observe_answer(deadline)
         return text
 
-    async def stream(self, messages: Sequence[ChatMessage], **options: Any) -> AsyncIterator[str]:
-        async with aclosing(self._events(self._body(messages, options, True))) as events:
-            async for chunk in events:
-                if chunk.text:
-                    yield chunk.text
+    def stream(self, messages: Sequence[ChatMessage], **options: Any) -> ChatStream:
+        return ChatStream(self._stream(self._body(messages, options, True)))
+
+    async def _stream(self, body: bytes) -> AsyncGenerator[str | Completion, None]:
+        parts: list[str] = []
+        calls = ToolCallParts()
+        finish, usage = "stop", None
+        async with aclosing(self._events(body)) as batches:
+            async for _, infos in batches:
+                for info in infos:
+                    if info.text:
+                        parts.append(info.text)
+                        yield info.text
+                    if info.tool_parts:
+                        calls.add(info.tool_parts)
+                    finish = info.finish_reason or finish
+                    usage = info.usage or usage
+        yield Completion("".join(parts), finish, usage, calls.calls())
 
     async def models(self) -> list[str]:
         data = await self._probe("/models")
@@ -70,26 +84,29 @@ class OpenAIBackend(HTTPBackend):
         """The upstream's JSON answer, unchanged; tool calls pass (their text is "")."""
         deadline = Deadline(self.timeouts, streaming=False)
         raw = await self._request_json("POST", "/chat/completions", self._relay_body(body, False), deadline)
-        text = message_text(loads(raw), strict=False)
+        text = read_completion(loads(raw), strict=False).text
         self.observe_answer(deadline)
         return Relayed(raw, text)
 
-    def relay_stream(self, body: Mapping[str, Any]) -> AsyncIterator[RelayChunk]:
+    async def relay_stream(self, body: Mapping[str, Any]) -> RelayStream:
         """Every upstream event (role, content, tool calls, finish, usage), ending with ``data: [DONE]``."""
-        return self._events(self._relay_body(body, True))
+        async with aclosing(self._events(self._relay_body(body, True))) as batches:
+            async for events, infos in batches:
+                yield RelayChunk(events, "".join(i.text for i in infos))
 
     # -- SSE -------------------------------------------------------------------------------------------
-    async def _events(self, body: bytes) -> AsyncIterator[RelayChunk]:
+    async def _events(self, body: bytes) -> AsyncGenerator[Batch, None]:
         """The upstream's events in batches (all that came in one read), the last batch ending with [DONE].
 
         Events before the model's first output (the role-only one) are held and sent with it: the caller's
-        first chunk then means "the answer has started", and a relay saves a write before the first token.
+        first batch then means "the answer has started", and a relay saves a write before the first token.
         """
         deadline = Deadline(self.timeouts, streaming=True)
         resp = await self._send("POST", self._chat_url, body, deadline)
         reader = self.lines(resp, deadline)
         finished = clean = started = False
         held: list[bytes] = []
+        held_infos: list[ChunkInfo] = []
         try:
             if resp.content_type != "text/event-stream":
                 raw = await resp.content.read(200)
@@ -101,8 +118,7 @@ class OpenAIBackend(HTTPBackend):
                 if not lines:
                     clean = True
                     break
-                events = held
-                texts: list[str] = []
+                events, infos = held, held_infos
                 done = False
                 for line in lines:
                     if not line.startswith(b"data:"):
@@ -114,25 +130,24 @@ class OpenAIBackend(HTTPBackend):
                     if payload == b"[DONE]":
                         done = True
                         break
-                    text, progress, finish = delta_text(loads(payload, "stream event"))
-                    if progress:
+                    info = read_chunk(loads(payload, "stream event"))
+                    if info.progress:
                         started = True
                         reader.first_token()
-                    finished = finished or finish
+                    finished = finished or info.finish_reason is not None
                     events.append(b"data: " + payload + b"\n\n")
-                    if text:
-                        texts.append(text)
+                    infos.append(info)
                 if done:
                     clean = resp.content.at_eof()
                     self.observe_answer(deadline)
                     events.append(DONE_EVENT)
-                    yield RelayChunk(b"".join(events), "".join(texts))
+                    yield b"".join(events), infos
                     return
                 if not started and not finished:
                     continue  # nothing from the model yet: keep holding
                 if events:
-                    held = []
-                    yield RelayChunk(b"".join(events), "".join(texts))
+                    held, held_infos = [], []
+                    yield b"".join(events), infos
         finally:
             reader.close()
             if clean:
@@ -142,49 +157,4 @@ class OpenAIBackend(HTTPBackend):
         if not finished:
             raise LLMError("the LLM's stream ended before the answer was complete")
         self.observe_answer(deadline)
-        yield RelayChunk(b"".join([*held, DONE_EVENT]), "")
-
-
-def message_text(data: Any, *, strict: bool) -> str:
-    """The text of a ``chat.completion``; strict: an answer without text (only tool calls) is an error."""
-    if isinstance(data, dict) and data.get("error"):
-        raise LLMError(f"the LLM reported an error: {error_detail(data['error'])}")
-    try:
-        message = data["choices"][0]["message"]
-        content = message.get("content")
-    except (KeyError, IndexError, TypeError, AttributeError):
-        raise LLMError("the LLM's answer has no choices[0].message") from None
-    if isinstance(content, list):  # content parts
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    if isinstance(content, str):
-        return content
-    if content is None and not strict:
-        return ""
-    raise LLMError(
-        "the LLM's answer has no text" + (" (it called a tool)" if message.get("tool_calls") else "")
-    )
-
-
-def delta_text(data: Any) -> tuple[str, bool, bool]:
-    """One ``chat.completion.chunk``: (text delta, shows the model is producing, has a finish_reason)."""
-    if not isinstance(data, dict):
-        raise LLMError("the LLM's stream event is not a JSON object")
-    if data.get("error"):
-        raise LLMError(f"the LLM reported an error mid-stream: {error_detail(data['error'])}")
-    choices = data.get("choices")
-    if not isinstance(choices, list):
-        raise LLMError("the LLM's stream event has no 'choices' list")
-    if not choices:  # e.g. the closing usage event
-        return "", False, False
-    choice = choices[0]
-    if not isinstance(choice, dict):
-        raise LLMError("the LLM's stream event has a malformed choice")
-    delta = choice.get("delta") or {}
-    content = delta.get("content")
-    if content is not None and not isinstance(content, str):
-        raise LLMError("the LLM's stream event has non-text content")
-    text = content or ""
-    progress = bool(
-        text or delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("reasoning")
-    )
-    return text, progress, choice.get("finish_reason") is not None
+        yield b"".join([*held, DONE_EVENT]), held_infos

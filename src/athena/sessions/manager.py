@@ -11,25 +11,21 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import structlog
 from ulid import ULID
 
-from athena.config import Settings
 from athena.observability import SESSIONS_ACTIVE, SESSIONS_CREATED, SESSIONS_ENDED, SWEEP_SECONDS
-from athena.sessions.models import Message, Session, validate_device_id
+from athena.records import Message, Session, validate_device_id
 from athena.stores.base import Store, StoreError
 
 log = structlog.get_logger("athena.sessions")
 
 SWEEP_BATCH = 1000
-
-
-def end_reason(session: Session) -> str:
-    """Why a session ends (or ended): "max_age" when its age limit comes before its idle timeout."""
-    return "max_age" if session.ended_by_age else "timeout"
+EndReason = Literal["timeout", "max_age", "cleared"]
 
 
 def estimate_tokens(text: str) -> int:
@@ -37,10 +33,46 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceRule:
+    """One device's overrides; None falls back to the global value."""
+
+    timeout: float | None = None
+    max_age: float | None = None
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """The slice of the settings the session manager applies (ATHENA_SESSION_*, _HISTORY_*, _DEVICES)."""
+
+    timeout: float = 300.0
+    max_age: float = 86_400.0
+    cleanup_interval: float = 60.0
+    # Keyed by device id or device name; names match case-insensitively (see rule()).
+    devices: Mapping[str, DeviceRule] = field(default_factory=dict)
+    history_max_messages: int = 200
+    history_context_messages: int = 20
+    history_token_budget: int = 3000
+    _folded: dict[str, DeviceRule] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_folded", {key.casefold(): rule for key, rule in self.devices.items()})
+
+    def rule(self, device: str, name: str | None = None) -> DeviceRule | None:
+        """The override for a device: by its exact id first, else by id or HA name, ignoring case."""
+        return (
+            self.devices.get(device)
+            or self._folded.get(device.casefold())
+            or (self._folded.get(name.casefold()) if name else None)
+        )
+
+
 class SessionManager:
-    def __init__(self, store: Store, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: Store, policy: SessionPolicy | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
-        self.settings = settings
+        self.policy = policy or SessionPolicy()
         self.clock = clock
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -65,12 +97,11 @@ class SessionManager:
 
     # Policy.
 
-    def policy(self, device: str, name: str | None = None) -> tuple[float, float]:
-        """(timeout, max_age) for a device: its override by id, else by name, else the global values."""
-        overrides = self.settings.devices
-        rule = overrides.get(device) or (overrides.get(name) if name else None)
-        timeout = rule.timeout if rule and rule.timeout else self.settings.session_timeout
-        max_age = rule.max_age if rule and rule.max_age else self.settings.session_max_age
+    def limits(self, device: str, name: str | None = None) -> tuple[float, float]:
+        """(timeout, max_age) for a device: its override, else the global values."""
+        rule = self.policy.rule(device, name)
+        timeout = rule.timeout if rule and rule.timeout else self.policy.timeout
+        max_age = rule.max_age if rule and rule.max_age else self.policy.max_age
         return timeout, max_age
 
     def _live(self, session: Session | None, now: float) -> Session | None:
@@ -82,7 +113,7 @@ class SessionManager:
         """The device's live session, or a new one (`new=True`: always a new one, ending the current)."""
         validate_device_id(device)
         now = self.clock()
-        timeout, max_age = self.policy(device, name)
+        timeout, max_age = self.limits(device, name)
         got = await self.store.acquire(device, now, timeout, max_age, str(ULID()), force_new=new)
         session = got.session
         if got.ended is not None:
@@ -103,8 +134,6 @@ class SessionManager:
         return self._live(await self.store.get(device), self.clock())
 
     async def get(self, session_id: str) -> Session | None:
-        if not session_id or len(session_id) > 64:  # a conversation id from the network; ours are 26 chars
-            return None
         return self._live(await self.store.get_by_id(session_id), self.clock())
 
     async def append_turn(self, session: Session, *messages: Message) -> Session:
@@ -115,28 +144,24 @@ class SessionManager:
             self.clock(),
             session.timeout,
             session.max_age,
-            self.settings.history_max_messages,
+            self.policy.history_max_messages,
             device=session.device,
         )
         log.debug("session.turn_saved", device=session.device, session_id=session.id, messages=len(messages))
         return updated
 
-    async def history(self, session: Session) -> list[Message]:
-        """The newest messages within history_context_messages and history_token_budget, oldest first."""
-        limit = self.settings.history_context_messages
-        budget = self.settings.history_token_budget
+    async def history(self, session: Session, budget: int | None = None) -> list[Message]:
+        """The newest messages within history_context_messages and the token budget (default
+        history_token_budget), oldest first (see trim())."""
+        limit = self.policy.history_context_messages
+        budget = self.policy.history_token_budget if budget is None else budget
         if limit <= 0 or budget <= 0:
             return []
-        messages = await self.store.history(session.id, limit, device=session.device)
-        kept: list[Message] = []
-        used = 0
-        for message in reversed(messages):
-            used += estimate_tokens(message.content)
-            if used > budget:
-                break
-            kept.append(message)
-        kept.reverse()
-        return kept
+        return trim(await self.store.history(session.id, limit, device=session.device), budget)
+
+    async def messages(self, session_id: str, device: str) -> list[Message]:
+        """Every stored message of a session (not trimmed for the LLM)."""
+        return await self.store.history(session_id, self.policy.history_max_messages, device=device)
 
     async def clear(self, device: str) -> bool:
         """"Start over": end the device's session and forget its history. False when there was none live."""
@@ -145,12 +170,12 @@ class SessionManager:
         removed = await self.store.clear(device)
         return removed is not None and self._ended(removed, now) == "cleared"
 
-    def _ended(self, old: Session, now: float, **extra: Any) -> str:
+    def _ended(self, old: Session, now: float, **extra: Any) -> EndReason:
         """Count and log a session that a look-up or "start over" removed; return why it ended. One past its
         deadline had expired already (only the sweep had not reclaimed it); a live one was cleared."""
         SESSIONS_ACTIVE.dec()
         if now >= old.expires_at:
-            reason = end_reason(old)
+            reason: EndReason = old.end_reason
             log.info("session.expired", device=old.device, session_id=old.id, reason=reason, turns=old.turns)
         else:
             reason = "cleared"
@@ -158,7 +183,12 @@ class SessionManager:
         SESSIONS_ENDED.labels(reason=reason).inc()
         return reason
 
-    def _describe(self, session: Session, now: float) -> dict[str, Any]:
+    async def describe(self, device: str) -> dict[str, Any] | None:
+        """The device's live session as the operator API shows it, or None."""
+        session = await self.active(device)
+        return self._view(session, self.clock()) if session is not None else None
+
+    def _view(self, session: Session, now: float) -> dict[str, Any]:
         return {
             "id": session.id,
             "device": session.device,
@@ -167,23 +197,17 @@ class SessionManager:
             "turns": session.turns,
             "expires_at": session.expires_at,
             "expires_in": max(0.0, session.expires_at - now),
-            "expires_reason": end_reason(session),
+            "expires_reason": session.end_reason,
             "timeout": session.timeout,
             "max_age": session.max_age,
         }
-
-    async def describe(self, device: str) -> dict[str, Any] | None:
-        validate_device_id(device)
-        now = self.clock()
-        session = self._live(await self.store.get(device), now)
-        return self._describe(session, now) if session else None
 
     async def list_active(self) -> list[dict[str, Any]]:
         """Live sessions, most recently active first."""
         now = self.clock()
         live = [s for s in await self.store.sessions() if now < s.expires_at]
         live.sort(key=lambda s: s.last_activity, reverse=True)
-        return [self._describe(s, now) for s in live]
+        return [self._view(s, now) for s in live]
 
     # Sweep.
 
@@ -195,7 +219,7 @@ class SessionManager:
         while True:
             batch = await self.store.sweep(now, SWEEP_BATCH)
             for session in batch:
-                reason = end_reason(session)
+                reason = session.end_reason
                 counts[reason] = counts.get(reason, 0) + 1
                 SESSIONS_ENDED.labels(reason=reason).inc()
                 log.info("session.cleaned_up", device=session.device, session_id=session.id, reason=reason,
@@ -215,10 +239,26 @@ class SessionManager:
 
     async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.cleanup_interval)
+            await asyncio.sleep(self.policy.cleanup_interval)
             try:
                 await self.sweep()
             except StoreError as exc:
                 log.warning("sweep.failed", error=str(exc))
             except Exception:  # the sweep must outlive one bad run; the next one retries
                 log.exception("sweep.failed")
+
+
+def trim(messages: Sequence[Message], budget: int) -> list[Message]:
+    """The newest of `messages` within `budget` estimated tokens, never beginning with a tool result
+    (whose call was cut off: a model's API rejects such a history)."""
+    kept: list[Message] = []
+    used = 0
+    for message in reversed(messages):
+        used += estimate_tokens(message.content)
+        if used > budget:
+            break
+        kept.append(message)
+    while kept and kept[-1].role == "tool":  # reversed: the last one kept is the oldest
+        kept.pop()
+    kept.reverse()
+    return kept

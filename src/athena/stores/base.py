@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from athena.sessions.models import Message, Session
+from athena.records import Message, Session
 
 
 class StoreError(Exception):

@@ -12,7 +12,7 @@ import heapq
 from collections import deque
 from collections.abc import Sequence
 
-from athena.sessions.models import Message, Session
+from athena.records import Message, Session
 from athena.stores.base import Acquired, SessionGone
 
 
@@ -83,7 +83,7 @@ class MemoryStore:
         if current is None:
             raise SessionGone(f"session {session_id} was replaced or cleared")
         history = self._history[session_id]
-        history.extend(Message(m.role, m.content, m.ts, dict(m.meta)) for m in messages)
+        history.extend(messages)  # frozen records: safe to share
         while len(history) > cap:
             history.popleft()
         return self._touch(current, current.touched(now, timeout, max_age, turns=1))

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
-from athena.sessions.models import Message, Session
+from athena.records import Message, MessageMeta, Session
 from athena.stores.base import Acquired, SessionGone, StoreError
 
 T = TypeVar("T")
@@ -133,7 +133,7 @@ def _split(member: Any) -> tuple[str, str]:
 
 def encode_messages(messages: Sequence[Message]) -> list[bytes]:
     return [
-        orjson.dumps({"r": m.role, "c": m.content, "t": m.ts, "m": dict(m.meta)} if m.meta else
+        orjson.dumps({"r": m.role, "c": m.content, "t": m.ts, "m": meta} if (meta := m.meta.to_dict()) else
                      {"r": m.role, "c": m.content, "t": m.ts})
         for m in messages
     ]
@@ -313,7 +313,7 @@ class RedisStore:
         out = []
         for item in raw:
             d = orjson.loads(item)
-            out.append(Message(d["r"], d["c"], d["t"], d.get("m", {})))
+            out.append(Message(d["r"], d["c"], d["t"], MessageMeta.from_dict(d.get("m"))))
         return out
 
     async def clear(self, device: str) -> Session | None:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from athena.sessions.models import Message, Session
+from athena.records import Message, MessageMeta, Session
 from athena.stores.base import Acquired, SessionGone, StoreError
 
 T = TypeVar("T")
@@ -200,7 +200,7 @@ class SQLiteStore:
         *,
         device: str | None = None,
     ) -> Session:
-        rows_in = [(m.role, m.content, m.ts, orjson.dumps(dict(m.meta)) if m.meta else None)
+        rows_in = [(m.role, m.content, m.ts, orjson.dumps(meta) if (meta := m.meta.to_dict()) else None)
                    for m in messages]
 
         def tx(db: sqlite3.Connection) -> Session | None:
@@ -238,7 +238,10 @@ class SQLiteStore:
                 "SELECT role, content, ts, meta FROM messages WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
                 (session_id, limit),
             ).fetchall()
-            return [Message(r[0], r[1], r[2], orjson.loads(r[3]) if r[3] else {}) for r in reversed(rows)]
+            return [
+                Message(r[0], r[1], r[2], MessageMeta.from_dict(orjson.loads(r[3]) if r[3] else None))
+                for r in reversed(rows)
+            ]
 
         return await self._run(read)
 

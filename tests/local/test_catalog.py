@@ -2,7 +2,7 @@
 
 import pytest
 
-from athena.intents.catalog import IntentCatalog, resolve_language
+from athena.local.catalog import IntentCatalog, resolve_language
 
 
 @pytest.mark.parametrize(

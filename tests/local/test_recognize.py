@@ -3,8 +3,8 @@
 import pytest
 
 from athena.homeassistant import build_home
-from athena.intents.catalog import IntentCatalog
-from athena.intents.recognize import Recognizer
+from athena.local.catalog import IntentCatalog
+from athena.local.recognize import Recognizer
 from tests.support.recorded_ha import make_home
 
 
@@ -66,7 +66,7 @@ def test_device_and_satellite_areas():
 
 
 def test_exposure_follows_home_assistants_rules():
-    from athena.homeassistant.registry import exposed_to_assist
+    from athena.homeassistant.home import exposed_to_assist
 
     states = [
         {"entity_id": e, "attributes": attrs}

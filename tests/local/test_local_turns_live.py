@@ -6,12 +6,8 @@ The engine saves each local turn with its follow-up memory; the next turn reads 
 import pytest
 
 from athena.config import Settings
-from athena.engine.conversation import Engine
-from athena.engine.types import Turn
-from athena.intents import LocalPath
-from athena.llm import create_backend
-from athena.sessions.manager import SessionManager
-from athena.stores import create_store
+from athena.gateway import Gateway
+from athena.turns import Turn
 from tests.support.hass import HassWS, wait_for
 
 
@@ -25,22 +21,15 @@ async def rig(hass_home, fake_llm, tmp_path):
         llm_url=fake_llm.url + "/v1",
         llm_api="openai",
     )
-    manager = SessionManager(create_store(settings.store_url), settings)
-    await manager.start()
-    llm = create_backend(settings)
-    await llm.open()
-    local = await LocalPath.start(settings, sessions=manager)
-    engine = Engine(manager, llm, settings, local.handlers)
-    yield engine, proc, ids, local
-    await local.close()
-    await llm.close()
-    await manager.stop()
+    async with Gateway(settings) as gateway:
+        assert gateway.local is not None
+        yield gateway.engine, proc, ids, gateway.local
 
 
 def turn(text: str, ids, room_light: str = "light.kitchen_lights", **kw) -> Turn:
     """A turn from the voice device standing in `room_light`'s room (its HA device id)."""
     device_id = ids["devices"][room_light]
-    return Turn(text=text, device=device_id, ha_device_id=device_id, **kw)
+    return Turn(text=text, device_id=device_id, **kw)
 
 
 async def test_status_reports_home_and_languages(rig):
@@ -106,9 +95,8 @@ async def test_questions_are_answered_from_ha_state(rig):
 async def test_unknown_sentence_goes_to_the_llm_with_the_local_turns(rig, fake_llm):
     engine, _, ids, local = rig
     handler = local.handlers[-1]
-    session = await engine.manager.resolve("probe")
-    assert await handler.handle(Turn(text="tell me a joke about owls", device="probe"), session, []) is None
-    assert await handler.handle(Turn(text="turn on the garage lights", device="probe"), session, []) is None
+    assert await handler.handle(Turn(text="tell me a joke about owls", device_id="probe"), []) is None
+    assert await handler.handle(Turn(text="turn on the garage lights", device_id="probe"), []) is None
 
     await engine.handle(turn("turn on the kitchen lights", ids, room_light="light.office_rgbw_lights"))
     reply = await engine.handle(turn("tell me a joke about owls", ids, room_light="light.office_rgbw_lights"))
@@ -128,8 +116,8 @@ async def test_start_over_forgets_the_follow_up_memory(rig, fake_llm):
     reply = await engine.handle(turn("start over", ids, room_light="light.living_room_rgbww_lights"))
     assert reply.path == "reset" and reply.speech == "Okay, let's start over."
     assert reply.session_id != first.session_id
-    fresh = await engine.manager.get(reply.session_id)
-    assert fresh is not None and await engine.manager.history(fresh) == []
+    fresh = await engine.sessions.get(reply.session_id)
+    assert fresh is not None and await engine.sessions.history(fresh) == []
     # Without the memory, "turn them off" is not a command any more: it goes to the LLM.
     reply = await engine.handle(turn("now turn them off", ids, room_light="light.living_room_rgbww_lights"))
     assert reply.path == "llm"

@@ -16,7 +16,7 @@ import home_assistant_intents
 import structlog
 from hassil import Intents, TextSlotList, recognize_best
 
-log = structlog.get_logger("athena.intents")
+log = structlog.get_logger("athena.local")
 
 _LANGUAGES = {lang.casefold(): lang for lang in home_assistant_intents.get_languages()}
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from athena.intents.followups import FollowUp, parse
+from athena.local.followups import FollowUp, parse
 
 
 @pytest.mark.parametrize(

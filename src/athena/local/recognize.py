@@ -16,8 +16,8 @@ from typing import Any
 from hassil import TextSlotList, recognize_best
 from hassil.intents import SlotList
 
-from athena.homeassistant.registry import Home
-from athena.intents.catalog import LanguageIntents
+from athena.homeassistant.home import Home
+from athena.local.catalog import LanguageIntents
 
 # HA's default agent ranks user-defined sentences first and prefers a match that names an entity.
 _CUSTOM_SENTENCE = "hass_custom_sentence"

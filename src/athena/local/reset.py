@@ -1,22 +1,12 @@
-"""Voice "start over": a whole utterance like "new conversation" clears the device's session, no HA needed.
+"""Voice "start over": which whole utterances ask for a new conversation, in which language.
 
 Whole-utterance matches only (after dropping punctuation, a polite "please" and a leading "okay"), so "forget
-that I said the kitchen" still goes to the LLM.
+that I said the kitchen" still goes to the LLM. The engine acts on a match (one store write, no HA needed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import structlog
-
-from athena.engine.types import LocalAnswer, Turn
-from athena.intents.followups import normalize
-from athena.sessions.manager import SessionManager
-from athena.sessions.models import Message, Session
-from athena.stores.base import StoreError
-
-log = structlog.get_logger("athena.intents")
+from athena.local.followups import normalize
 
 # language -> (phrases, the spoken answer)
 PHRASES: dict[str, tuple[frozenset[str], str]] = {
@@ -128,19 +118,3 @@ def is_start_over(text: str, language: str) -> str | None:
             return entry[1]
     return None
 
-
-class StartOverHandler:
-    def __init__(self, sessions: SessionManager | None = None) -> None:
-        self.sessions = sessions
-
-    async def handle(self, turn: Turn, session: Session, history: Sequence[Message]) -> LocalAnswer | None:
-        answer = is_start_over(turn.text, turn.language)
-        if answer is None:
-            return None
-        if self.sessions is not None:
-            try:
-                await self.sessions.clear(session.device)
-            except StoreError as exc:  # the engine's fresh session replaces the old one anyway
-                log.warning("intents.start_over.clear_failed", device=session.device, error=str(exc))
-        log.info("intents.start_over", device=session.device, session_id=session.id)
-        return LocalAnswer(speech=answer, response_type="action_done", path="reset", reset=True)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from athena.intents.catalog import IntentCatalog
-from athena.intents.speech import TemplateState, needs_states, render
+from athena.local.catalog import IntentCatalog
+from athena.local.speech import TemplateState, needs_states, render
 
 
 @pytest.fixture(scope="module")

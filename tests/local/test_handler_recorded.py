@@ -5,16 +5,14 @@ import asyncio
 import pytest
 
 from athena.config import Settings
-from athena.engine.types import Turn
+from athena.gateway import Gateway
 from athena.homeassistant import HAClient
-from athena.intents import LocalPath
-from athena.intents.catalog import IntentCatalog
-from athena.intents.handler import HAIntentHandler
-from athena.sessions.models import Message, Session
+from athena.local.catalog import IntentCatalog
+from athena.local.handler import HAIntentHandler
+from athena.records import Message, MessageMeta
+from athena.turns import Turn
 from tests.support.gateway import free_port
 from tests.support.recorded_ha import TOKEN, RecordedHA, make_home
-
-SESSION = Session("s", "satellite-kitchen", 0, 0, 1e12, 300, 86400)
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +33,12 @@ async def test_no_valid_targets_falls_through(modern, catalog):
     async with RecordedHA(make_home(20), modern=modern) as ha:
         client, handler = await open_handler(ha, catalog)
         try:
-            turn = Turn(text="turn on the fans", device="satellite-kitchen", ha_device_id="satellite-kitchen")
-            assert await handler.handle(turn, SESSION, []) is None  # no fan in the kitchen: HA errors
+            turn = Turn(text="turn on the fans", device_id="satellite-kitchen")
+            assert await handler.handle(turn, []) is None  # no fan in the kitchen: HA errors
             ok = await handler.handle(
                 Turn(
-                    text="turn off the lights", device="satellite-kitchen", ha_device_id="satellite-kitchen"
+                    text="turn off the lights", device_id="satellite-kitchen"
                 ),
-                SESSION,
                 [],
             )
             assert ok is not None and ok.speech == "Turned off the lights"
@@ -56,8 +53,8 @@ async def test_ha_gone_mid_session_falls_through(catalog):
     client, handler = await open_handler(ha, catalog)
     try:
         await ha.stop()
-        turn = Turn(text="turn on the kitchen lights", device="satellite-kitchen")
-        assert await handler.handle(turn, SESSION, []) is None
+        turn = Turn(text="turn on the kitchen lights", device_id="satellite-kitchen")
+        assert await handler.handle(turn, []) is None
     finally:
         await client.close()
 
@@ -66,33 +63,36 @@ async def test_memory_only_from_the_latest_assistant_turn(catalog):
     async with RecordedHA(make_home(20)) as ha:
         client, handler = await open_handler(ha, catalog)
         try:
-            turn = Turn(text="turn on the kitchen lights", device="satellite-kitchen")
-            answer = await handler.handle(turn, SESSION, [])
+            turn = Turn(text="turn on the kitchen lights", device_id="satellite-kitchen")
+            answer = await handler.handle(turn, [])
             assert answer is not None
-            local = Message("assistant", answer.speech, 1.0, {"path": "local", **answer.meta})
-            llm = Message("assistant", "Owls are great.", 2.0, {"path": "llm"})
-            follow = Turn(text="now turn them off", device="satellite-kitchen")
-            assert await handler.handle(follow, SESSION, [Message("user", "x", 1.0), local]) is not None
+            local = Message("assistant", answer.speech, 1.0, MessageMeta(path="local", intent=answer.memory))
+            llm = Message("assistant", "Owls are great.", 2.0, MessageMeta(path="llm"))
+            follow = Turn(text="now turn them off", device_id="satellite-kitchen")
+            assert await handler.handle(follow, [Message("user", "x", 1.0), local]) is not None
             assert ha.states["light.kitchen_lights"]["state"] == "off"
             # After an LLM answer, "them" is the LLM's business.
-            assert await handler.handle(follow, SESSION, [local, Message("user", "owls?", 2.0), llm]) is None
+            assert await handler.handle(follow, [local, Message("user", "owls?", 2.0), llm]) is None
         finally:
             await client.close()
 
 
-async def test_local_path_with_ha_down_still_starts_and_serves_start_over():
-    local = await LocalPath.start(Settings(ha_url=f"http://127.0.0.1:{free_port()}", ha_token="t"))
-    try:
+async def test_local_path_with_ha_down_still_starts_and_serves_start_over(tmp_path, fake_llm):
+    settings = Settings(
+        data_dir=tmp_path, store_url="memory://", llm_url=fake_llm.url + "/v1",
+        ha_url=f"http://127.0.0.1:{free_port()}", ha_token="t",
+    )
+    async with Gateway(settings) as gateway:
+        local = gateway.local
+        assert local is not None
         status = local.status()
         assert status["enabled"] is True and status["ha_reachable"] is False
         assert "cannot connect" in status["ha"]["error"]
-        start_over, ha_intents = local.handlers
-        turn = Turn(text="turn on the kitchen lights", device="d1")
-        assert await ha_intents.handle(turn, SESSION, []) is None
-        answer = await start_over.handle(Turn(text="start over", device="d1"), SESSION, [])
-        assert answer is not None and answer.reset
-    finally:
-        await local.close()
+        [ha_intents] = local.handlers
+        turn = Turn(text="turn on the kitchen lights", device_id="d1")
+        assert await ha_intents.handle(turn, []) is None
+        answer = await gateway.engine.handle(Turn(text="start over", device_id="d1"))
+        assert answer.path == "reset"
 
 
 async def test_concurrent_turns_from_many_rooms(catalog):
@@ -104,14 +104,15 @@ async def test_concurrent_turns_from_many_rooms(catalog):
             async def one(i: int):
                 room = rooms[i % len(rooms)]
                 turn = Turn(
-                    text="turn off the lights", device=f"satellite-{room}", ha_device_id=f"satellite-{room}"
+                    text="turn off the lights", device_id=f"satellite-{room}"
                 )
-                return room, await handler.handle(turn, SESSION, [])
+                return room, await handler.handle(turn, [])
 
             results = await asyncio.gather(*(one(i) for i in range(40)))
             for room, answer in results:
                 assert answer is not None and answer.speech == "Turned off the lights"
-                assert answer.meta["intent"]["slots"]["area"].lower().replace(" ", "_") == room
-                assert all(ha.entity_area[e] == room for e in answer.meta["intent"]["entity_ids"])
+                assert answer.memory is not None
+                assert answer.memory.slots["area"].lower().replace(" ", "_") == room
+                assert all(ha.entity_area[e] == room for e in answer.memory.entity_ids)
         finally:
             await client.close()

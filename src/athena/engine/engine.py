@@ -1,0 +1,317 @@
+"""The one owner of a turn: its session, "start over", the local path, the LLM with history, the Reply.
+
+One pipeline serves whole and streamed answers: `open()` runs the steps that need no LLM (session, start
+over, local handlers) and returns a TurnRun; its `deltas()` stream the LLM's text; `handle()` is the same run,
+awaited whole. Every way a turn can fail ends in a Reply a voice user can hear (`response_type="error"`), with
+`failure` telling the wire formats which status fits. Knows nothing about HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from contextlib import aclosing
+from typing import Any, Protocol
+
+import structlog
+
+from athena.engine.keys import conversation_key, device_key, one_off_key
+from athena.engine.prompt import PromptSettings, build_messages
+from athena.llm.base import Completion, LLMBackend, LLMError, LLMHTTPError, LLMTimeout, RelayChunk, Relayed
+from athena.local.reset import is_start_over
+from athena.observability import ANSWERS, LOCAL_SECONDS
+from athena.records import Message, MessageMeta, Session
+from athena.sessions.manager import SessionManager
+from athena.stores.base import SessionGone, StoreError
+from athena.turns import AnswerPath, Failure, LocalAnswer, Reply, Turn
+
+log = structlog.get_logger("athena.engine")
+
+SPOKEN_ERRORS: dict[Failure, str] = {
+    "llm_error": "Sorry, I can't reach my language model right now.",
+    "llm_timeout": "Sorry, my language model is taking too long to answer.",
+    "store": "Sorry, I can't reach my memory right now. Please try again in a moment.",
+    "internal": "Sorry, something went wrong on my side.",
+}
+_QUOTES = "\"'“”‘’«»)]*_ \t\r\n"
+
+
+def wants_follow_up(answer: str) -> bool:
+    """HA's own rule: the assistant asked something, so the satellite reopens the microphone."""
+    return answer.rstrip(_QUOTES).endswith("?")
+
+
+def failure_of(exc: BaseException) -> Failure:
+    if isinstance(exc, LLMTimeout):
+        return "llm_timeout"
+    if isinstance(exc, LLMError):
+        return "llm_error"
+    if isinstance(exc, StoreError):
+        return "store"
+    return "internal"
+
+
+class LocalHandler(Protocol):
+    """Tried in order before the LLM; returning None passes the turn on."""
+
+    async def handle(self, turn: Turn, history: Sequence[Message]) -> LocalAnswer | None: ...
+
+
+class RelayFailed(Exception):
+    """The stateless relay's upstream failed; `status` and `body`: the upstream's HTTP error, if any."""
+
+    def __init__(self, failure: Failure, message: str, status: int | None = None, body: bytes = b"") -> None:
+        super().__init__(message)
+        self.failure = failure
+        self.status = status
+        self.body = body
+
+
+class Engine:
+    def __init__(
+        self,
+        sessions: SessionManager,
+        llm: LLMBackend,
+        *,
+        handlers: Sequence[LocalHandler] = (),
+        prompt: PromptSettings | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.llm = llm
+        self.handlers = list(handlers)
+        self.prompt = prompt or PromptSettings()
+        self.clock: Callable[[], float] = sessions.clock
+
+    # -- turns ----------------------------------------------------------------------------------------
+    async def open(self, turn: Turn) -> TurnRun:
+        """Run the steps before the LLM: afterwards `session_id` is known, and `reply` is set when the turn
+        was answered without the LLM (start over, a local answer, a failure)."""
+        run = TurnRun(self, turn)
+        await run.start()
+        return run
+
+    async def handle(self, turn: Turn) -> Reply:
+        run = await self.open(turn)
+        async with aclosing(run.deltas()) as deltas:
+            async for _ in deltas:
+                pass
+        assert run.reply is not None
+        return run.reply
+
+    # -- the stateless relay --------------------------------------------------------------------------
+    async def relay(self, body: Mapping[str, Any]) -> Relayed:
+        try:
+            relayed = await self.llm.relay(body)
+        except LLMError as exc:
+            raise self._relay_failed(exc, streamed=False) from None
+        ANSWERS.labels(path="llm").inc()
+        return relayed
+
+    async def relay_stream(self, body: Mapping[str, Any]) -> AsyncGenerator[RelayChunk, None]:
+        """The upstream's events; the answer is counted when the stream ends (not when a client leaves)."""
+        try:
+            async with aclosing(self.llm.relay_stream(body)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        except LLMError as exc:
+            raise self._relay_failed(exc, streamed=True) from None
+        ANSWERS.labels(path="llm").inc()
+
+    def _relay_failed(self, exc: LLMError, *, streamed: bool) -> RelayFailed:
+        ANSWERS.labels(path="error").inc()
+        status = exc.status if isinstance(exc, LLMHTTPError) else None
+        log.warning("relay.failed", error=str(exc) or type(exc).__name__, status=status, streamed=streamed)
+        body = exc.body if isinstance(exc, LLMHTTPError) else b""
+        return RelayFailed(failure_of(exc), f"the language model failed: {exc}", status, body)
+
+    # -- operators ------------------------------------------------------------------------------------
+    async def models(self) -> list[str]:
+        return await self.llm.models()
+
+    async def sessions_live(self) -> list[dict[str, Any]]:
+        return await self.sessions.list_active()
+
+    async def transcript(self, device: str) -> tuple[dict[str, Any], list[Message]] | None:
+        """The device's live session and every stored message (not trimmed for the LLM)."""
+        described = await self.sessions.describe(device)
+        if described is None:
+            return None
+        return described, await self.sessions.messages(described["id"], device)
+
+    async def end_session(self, device: str) -> bool:
+        """"Start over" from outside a turn (an operator, `athena chat`'s /new). False: nothing was live."""
+        return await self.sessions.clear(device)
+
+    # -- bookkeeping shared by every run ----------------------------------------------------------------
+    def answered(self, turn: Turn, session: Session, path: AnswerPath, started: float) -> float:
+        latency = _ms(started)
+        ANSWERS.labels(path=path).inc()
+        log.info("turn.answered", device=session.device, session_id=session.id, path=path, latency_ms=latency)
+        log.debug("turn.text", device=session.device, text=turn.text)
+        return latency
+
+    def failed(self, turn: Turn, session: Session | None, exc: BaseException, started: float) -> Reply:
+        failure = failure_of(exc)
+        ANSWERS.labels(path="error").inc()
+        fields = {
+            "device": session.device if session else device_key(turn),
+            "session_id": session.id if session else None,
+            "failure": failure,
+            "error": str(exc) or type(exc).__name__,
+            "latency_ms": _ms(started),
+        }
+        if failure == "internal":
+            log.error("turn.failed", exc_info=exc, **fields)
+        else:
+            log.warning("turn.failed", **fields)
+        return Reply(
+            speech=SPOKEN_ERRORS[failure],
+            session_id=session.id if session else (turn.conversation_id or ""),
+            response_type="error",
+            path="error",
+            error_code="failed_to_handle",
+            failure=failure,
+        )
+
+
+class TurnRun:
+    """One turn in progress. After `Engine.open()`: `session_id` is known and `reply` is set if the turn is
+    already answered. `deltas()` streams the answer's text (an answer found without the LLM is one delta);
+    when it ends, `reply` holds the saved turn — or an error reply when the LLM failed, and then nothing is
+    saved. A consumer that stops early saves nothing either."""
+
+    def __init__(self, engine: Engine, turn: Turn) -> None:
+        self.engine = engine
+        self.turn = turn
+        self.session: Session | None = None
+        self.reply: Reply | None = None
+        self._history: list[Message] = []
+        self._started = time.perf_counter()
+
+    @property
+    def session_id(self) -> str:
+        if self.reply is not None:
+            return self.reply.session_id
+        return self.session.id if self.session is not None else ""
+
+    async def start(self) -> None:
+        engine, turn = self.engine, self.turn
+        try:
+            reset = None if turn.tool_results else is_start_over(turn.text, turn.language)
+            self.session = await self._session(new=turn.new_session or reset is not None)
+            if reset is not None:  # the fresh session is the whole of "start over": one store write
+                engine.answered(turn, self.session, "reset", self._started)
+                self.reply = Reply(
+                    speech=reset, session_id=self.session.id, response_type="action_done", path="reset",
+                    continue_conversation=wants_follow_up(reset),
+                )
+                return
+            if turn.prior:
+                await self._save(turn.prior, step="prior")
+            self._history = await engine.sessions.history(self.session)
+            local = None if turn.tool_results else await self._local()
+            if local is not None:
+                LOCAL_SECONDS.observe(time.perf_counter() - self._started)
+                self.reply = await self._finish(local.speech, local=local)
+        except Exception as exc:  # a voice user still hears a sentence; the reason goes to the log
+            self.reply = engine.failed(turn, self.session, exc, self._started)
+
+    async def deltas(self) -> AsyncGenerator[str, None]:
+        if self.reply is not None:
+            if self.reply.failure is None:
+                yield self.reply.speech
+            return
+        engine, turn = self.engine, self.turn
+        options = dict(turn.llm_options)
+        if turn.tools:
+            options["tools"] = list(turn.tools)
+        messages = build_messages(engine.prompt, turn, self._history)
+        parts: list[str] = []
+        try:
+            # No deadline here: each backend enforces its own, so a fallback gets a full one.
+            async with aclosing(engine.llm.stream(messages, **options)) as stream:
+                async for delta in stream:
+                    parts.append(delta)
+                    yield delta
+            completion = stream.completion or Completion("".join(parts))
+            text = completion.text.strip()
+            if not text and not completion.tool_calls:
+                raise LLMError("empty answer")
+            self.reply = await self._finish(text, completion=completion)
+        except Exception as exc:
+            if parts and isinstance(exc, StoreError):  # the answer was heard; only keeping it failed
+                log.warning("turn.save_failed", session_id=self.session_id, error=str(exc))
+                self.reply = Reply(speech="".join(parts).strip(), session_id=self.session_id)
+            else:
+                self.reply = engine.failed(turn, self.session, exc, self._started)
+
+    # -- steps ----------------------------------------------------------------------------------------
+    async def _session(self, *, new: bool) -> Session:
+        sessions, turn = self.engine.sessions, self.turn
+        if (key := device_key(turn)) is not None:
+            return await sessions.resolve(key, new=new, name=turn.device_name)
+        if turn.conversation_id:
+            known = await sessions.get(turn.conversation_id)  # a session id Athena returned earlier
+            key = known.device if known is not None else conversation_key(turn.conversation_id)
+            return await sessions.resolve(key, new=new)
+        return await sessions.resolve(one_off_key())
+
+    async def _local(self) -> LocalAnswer | None:
+        for handler in self.engine.handlers:
+            try:
+                answer = await handler.handle(self.turn, self._history)
+            except StoreError:
+                raise
+            except Exception:  # a broken local handler must not cost the user the LLM's answer
+                log.exception("turn.local_handler_failed", handler=type(handler).__name__)
+                continue
+            if answer is not None:
+                return answer
+        return None
+
+    async def _save(self, messages: Sequence[Message], *, step: str) -> None:
+        assert self.session is not None
+        try:
+            self.session = await self.engine.sessions.append_turn(self.session, *messages)
+        except SessionGone:
+            # "Start over" from another request won the race: this answer is still right, it isn't kept.
+            log.info("turn.session_gone", device=self.session.device, session_id=self.session.id, step=step)
+
+    async def _finish(
+        self, text: str, *, local: LocalAnswer | None = None, completion: Completion | None = None
+    ) -> Reply:
+        engine, turn, session = self.engine, self.turn, self.session
+        assert session is not None
+        path: AnswerPath = "local" if local is not None else "llm"
+        now = engine.clock()
+        latency = engine.answered(turn, session, path, self._started)
+        if local is not None:
+            meta = MessageMeta(
+                device=session.device, path=path, latency_ms=latency, intent=local.memory,
+                follow_up=local.follow_up, recognize_ms=local.recognize_ms, ha_ms=local.ha_ms,
+            )
+        else:
+            assert completion is not None
+            meta = MessageMeta(
+                device=session.device, path=path, latency_ms=latency, backend=engine.llm.name,
+                model=engine.llm.model, finish_reason=completion.finish_reason,
+                tool_calls=completion.tool_calls,
+            )
+        said = list(turn.tool_results) or [Message("user", turn.text, now, MessageMeta(session.device))]
+        await self._save([*said, Message("assistant", text, now, meta)], step="save")
+        return Reply(
+            speech=text,
+            session_id=session.id,
+            response_type=local.response_type if local is not None else "query_answer",
+            path=path,
+            success=local.success if local is not None else (),
+            failed=local.failed if local is not None else (),
+            continue_conversation=wants_follow_up(text),
+            finish_reason=completion.finish_reason if completion is not None else None,
+            usage=completion.usage if completion is not None else None,
+            tool_calls=completion.tool_calls if completion is not None else (),
+        )
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

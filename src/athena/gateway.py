@@ -1,0 +1,206 @@
+"""The composition root: builds the running gateway from the settings, and opens and closes its parts.
+
+Each part receives only its slice of the settings (a SessionPolicy, the LLM's URLs and timeouts, HA's URL and
+token, the prompt's settings); nothing below this module reads `Settings`. Used by the HTTP app, the CLI, the
+tests' gateway fixtures and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from pydantic import SecretStr
+
+from athena import __version__
+from athena.config import Settings
+from athena.engine import Engine, PromptSettings
+from athena.homeassistant import HAClient
+from athena.llm import FallbackBackend, LLMBackend, LLMError, Timeouts, make_backend
+from athena.local import LocalPath
+from athena.sessions.manager import DeviceRule, SessionManager, SessionPolicy
+from athena.stores import StoreError, create_store, store_kind
+
+log = structlog.get_logger("athena")
+
+PROBE_TTL = 3.0
+PROBE_TIMEOUT = 2.0
+
+
+class GatewayStartError(Exception):
+    """A part could not start (store or LLM unreachable, a bad URL): one line for the operator."""
+
+
+# -- the settings' slices ------------------------------------------------------------------------------
+def session_policy(settings: Settings) -> SessionPolicy:
+    return SessionPolicy(
+        timeout=settings.session_timeout,
+        max_age=settings.session_max_age,
+        cleanup_interval=settings.cleanup_interval,
+        devices={k: DeviceRule(v.timeout, v.max_age) for k, v in settings.devices.items()},
+        history_max_messages=settings.history_max_messages,
+        history_context_messages=settings.history_context_messages,
+        history_token_budget=settings.history_token_budget,
+    )
+
+
+def prompt_settings(settings: Settings) -> PromptSettings:
+    return PromptSettings(system_prompt=settings.system_prompt, time_zone=settings.time_zone)
+
+
+def llm_backend(settings: Settings) -> LLMBackend:
+    """The configured backend, wrapped with the fallback when ``llm_fallback_url`` is set. Not yet opened."""
+    timeouts = Timeouts(
+        connect=settings.llm_connect_timeout,
+        first_token=settings.llm_first_token_timeout,
+        total=settings.llm_timeout,
+    )
+
+    def backend(api: str, url: str, model: str, key: SecretStr | None, name: str | None = None) -> LLMBackend:
+        secret = key.get_secret_value() if key else None
+        return make_backend(
+            api, url, model, api_key=secret, timeouts=timeouts, keep_alive=settings.llm_keep_alive, name=name
+        )
+
+    primary = backend(settings.llm_api, settings.llm_url, settings.llm_model, settings.llm_api_key)
+    # Settings fills the fallback's API and model in from the primary's whenever its URL is set.
+    api, url, model = settings.llm_fallback_api, settings.llm_fallback_url, settings.llm_fallback_model
+    if not (api and url and model):
+        return primary
+    fallback = backend(api, url, model, settings.llm_fallback_api_key, name=f"{api}-fallback")
+    return FallbackBackend(primary, fallback)
+
+
+def ha_client(settings: Settings) -> HAClient | None:
+    if settings.ha_url is None or settings.ha_token is None:
+        return None
+    return HAClient(
+        settings.ha_url, settings.ha_token.get_secret_value(), registry_refresh=settings.ha_registry_refresh
+    )
+
+
+# -- the running gateway -------------------------------------------------------------------------------
+class Gateway:
+    """One per process. `start()` opens the store, the LLM backend, Home Assistant and the local path (in
+    that order; `close()` closes them in reverse); `engine` is ready once `start()` returned."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store_kind = store_kind(settings.store_url)
+        self._engine: Engine | None = None
+        self.local: LocalPath | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self.probe: Probe | None = None  # readiness, set by start()
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("the gateway is not started")
+        return self._engine
+
+    @property
+    def started(self) -> bool:
+        return self._engine is not None
+
+    async def start(self) -> None:
+        settings, stack = self.settings, self._stack
+        try:
+            sessions = SessionManager(create_store(settings.store_url), session_policy(settings), self.clock)
+            await sessions.start()
+            stack.push_async_callback(sessions.stop)
+            llm = llm_backend(settings)
+            await llm.open()
+            stack.push_async_callback(llm.close)
+            ha = ha_client(settings)
+            if ha is not None:
+                stack.push_async_callback(ha.close)
+                # Parse the intent templates while HA connects: the first recognition would cost ~300 ms.
+                catalog, _ = await asyncio.gather(LocalPath.warm_catalog(), ha.open())
+                self.local = await LocalPath.start(ha, catalog)
+            else:
+                self.local = LocalPath.off("ATHENA_HA_URL and ATHENA_HA_TOKEN are not set")
+        except (StoreError, LLMError, OSError, ValueError) as exc:
+            await stack.aclose()
+            raise GatewayStartError(str(exc) or type(exc).__name__) from exc
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._engine = Engine(sessions, llm, handlers=self.local.handlers, prompt=prompt_settings(settings))
+        self.probe = Probe(sessions.ping, llm.ping)
+        log.info(
+            "athena.started",
+            version=__version__,
+            store=self.store_kind,
+            llm=f"{llm.name} {llm.model}",
+            local_path=self.local.status(),
+        )
+
+    async def close(self) -> None:
+        self._engine = None
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- what the operator endpoints report -----------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        llm = self.engine.llm
+        return {
+            "service": "athena",
+            "version": __version__,
+            "local_intents": self.local is not None and self.local.client is not None,
+            "store": self.store_kind,
+            "llm": {"api": llm.name, "model": llm.model},
+        }
+
+    async def readiness(self) -> dict[str, dict[str, Any]]:
+        """{"store": {"ok", "ms" | "error"}, "llm": {...}}, probed at most every PROBE_TTL seconds."""
+        if self.probe is None:
+            raise RuntimeError("the gateway is not started")
+        return await self.probe.check()
+
+
+class Probe:
+    """Cached readiness of the store and the LLM; concurrent callers share one probe."""
+
+    def __init__(
+        self,
+        store: Callable[[], Awaitable[None]],
+        llm: Callable[[], Awaitable[None]],
+        ttl: float = PROBE_TTL,
+    ) -> None:
+        self._pings = {"store": store, "llm": llm}
+        self.ttl = ttl
+        self._at = -ttl
+        self._result: dict[str, dict[str, Any]] = {}
+        self._lock = asyncio.Lock()
+
+    async def check(self) -> dict[str, dict[str, Any]]:
+        async with self._lock:
+            if time.monotonic() - self._at >= self.ttl:
+                names = list(self._pings)
+                results = await asyncio.gather(*(_one(self._pings[n]) for n in names))
+                self._result = dict(zip(names, results, strict=True))
+                self._at = time.monotonic()
+            return self._result
+
+
+async def _one(ping: Callable[[], Awaitable[None]]) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            await ping()
+    except TimeoutError:
+        return {"ok": False, "error": f"no answer within {PROBE_TIMEOUT:g}s"}
+    except Exception as exc:  # any failure means "not ready"; the reason goes to the caller
+        return {"ok": False, "error": str(exc) or type(exc).__name__}
+    return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}

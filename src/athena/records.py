@@ -1,0 +1,216 @@
+"""What a session is made of: small frozen records every store reads and writes. Imports nothing of Athena's.
+
+A message's metadata (`MessageMeta`) says how it came about — which path answered, how fast, which tools it
+called, what a home command did (the follow-up memory) — as typed fields, stored as a compact JSON object.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+# Device keys come from the network (HA device ids, satellite entity ids, names typed by a person): bound
+# them before they become store keys.
+DEVICE_ID_MAX = 128
+_DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]*")
+
+
+class InvalidDeviceId(ValueError):
+    """A device id that is empty, too long or has characters outside [A-Za-z0-9._:@/-]."""
+
+
+def is_device_id(value: str) -> bool:
+    return 0 < len(value) <= DEVICE_ID_MAX and _DEVICE_ID.fullmatch(value) is not None
+
+
+def validate_device_id(value: str) -> str:
+    if not is_device_id(value):
+        raise InvalidDeviceId(
+            f"device id must be 1-{DEVICE_ID_MAX} characters of letters, digits and . _ : @ / - "
+            "(starting with a letter or digit)"
+        )
+    return value
+
+
+def expiry(created_at: float, last_activity: float, timeout: float, max_age: float) -> float:
+    """When a session ends: after `timeout` idle seconds or at `max_age`, whichever comes first."""
+    return min(last_activity + timeout, created_at + max_age)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One device's conversation. `expires_at` = min(last_activity + timeout, created_at + max_age)."""
+
+    id: str
+    device: str
+    created_at: float
+    last_activity: float
+    expires_at: float
+    timeout: float
+    max_age: float
+    turns: int = 0
+
+    @classmethod
+    def begin(cls, session_id: str, device: str, now: float, timeout: float, max_age: float) -> Session:
+        return cls(session_id, device, now, now, expiry(now, now, timeout, max_age), timeout, max_age)
+
+    def touched(self, now: float, timeout: float, max_age: float, *, turns: int = 0) -> Session:
+        """This session after activity at `now` and `turns` more turns, under the caller's policy (which may
+        differ from the one it began with, e.g. an override matched by device name on a later turn)."""
+        return Session(
+            self.id, self.device, self.created_at, now, expiry(self.created_at, now, timeout, max_age),
+            timeout, max_age, self.turns + turns,
+        )
+
+    @property
+    def ended_by_age(self) -> bool:
+        """Whether the maximum age, rather than inactivity, sets the expiry."""
+        return self.created_at + self.max_age <= self.last_activity + self.timeout
+
+    @property
+    def end_reason(self) -> Literal["timeout", "max_age"]:
+        """Why it ends (or ended) on its own."""
+        return "max_age" if self.ended_by_age else "timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call a model asked for; `arguments` is the JSON text it wrote."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+
+# Slots that say *which* things an intent acts on (kept by follow-ups); the others say what to do.
+TARGET_SLOTS = ("name", "area", "floor", "domain", "device_class")
+
+
+@dataclass(frozen=True, slots=True)
+class IntentMemory:
+    """What the last home command did, so "now turn them off" can act on the same things."""
+
+    name: str  # the HA intent, e.g. HassTurnOn
+    slots: dict[str, Any]
+    language: str
+    response_key: str | None = None
+    domain: str | None = None  # of the targets, e.g. "light"
+    entity_ids: list[str] = field(default_factory=list)
+    slot_texts: dict[str, str] = field(default_factory=dict)
+
+    def targets(self) -> dict[str, Any]:
+        return {k: v for k, v in self.slots.items() if k in TARGET_SLOTS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "slots": self.slots, "language": self.language,
+            "response_key": self.response_key, "domain": self.domain, "entity_ids": self.entity_ids,
+            "slot_texts": self.slot_texts,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> IntentMemory | None:
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
+            return None
+        try:
+            return cls(
+                name=raw["name"],
+                slots=dict(raw.get("slots") or {}),
+                language=str(raw.get("language") or "en"),
+                response_key=raw.get("response_key"),
+                domain=raw.get("domain"),
+                entity_ids=[str(e) for e in raw.get("entity_ids") or ()],
+                slot_texts={str(k): str(v) for k, v in (raw.get("slot_texts") or {}).items()},
+            )
+        except (TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMeta:
+    """How a message came about. Every field is optional; only the set ones are stored."""
+
+    device: str | None = None
+    path: str | None = None  # assistant messages: how the turn was answered (see turns.AnswerPath)
+    latency_ms: float | None = None
+    backend: str | None = None
+    model: str | None = None
+    finish_reason: str | None = None  # "length": the model was cut off by its token limit
+    source: str | None = None  # "home_assistant": a turn HA answered itself, added as history
+    intent: IntentMemory | None = None  # the follow-up memory of a home command
+    follow_up: str | None = None  # which follow-up form produced the command, if any
+    recognize_ms: float | None = None
+    ha_ms: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant message that called tools
+    tool_call_id: str | None = None  # a tool message: the call it answers
+    tool_name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None or value == ():
+                continue
+            if f.name == "intent":
+                value = value.to_dict()
+            elif f.name == "tool_calls":
+                value = [c.to_dict() for c in value]
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None) -> MessageMeta:
+        """Tolerant: unknown keys are ignored, so records written by another version still load."""
+        if not raw:
+            return EMPTY_META
+        local = _mapping(raw.get("local"))  # the 0.1 layout kept these three in a "local" object
+        calls = raw.get("tool_calls")
+        return cls(
+            device=_str(raw.get("device")),
+            path=_str(raw.get("path")),
+            latency_ms=_num(raw.get("latency_ms")),
+            backend=_str(raw.get("backend")),
+            model=_str(raw.get("model")),
+            finish_reason=_str(raw.get("finish_reason")),
+            source=_str(raw.get("source")),
+            intent=IntentMemory.from_dict(raw.get("intent")),
+            follow_up=_str(raw.get("follow_up", local.get("follow_up"))),
+            recognize_ms=_num(raw.get("recognize_ms", local.get("recognize_ms"))),
+            ha_ms=_num(raw.get("ha_ms", local.get("ha_ms"))),
+            tool_calls=tuple(
+                ToolCall(str(c.get("id", "")), str(c.get("name", "")), str(c.get("arguments") or "{}"))
+                for c in calls if isinstance(c, Mapping)
+            ) if isinstance(calls, list) else (),
+            tool_call_id=_str(raw.get("tool_call_id")),
+            tool_name=_str(raw.get("tool_name")),
+        )
+
+
+EMPTY_META = MessageMeta()
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+    ts: float
+    meta: MessageMeta = EMPTY_META
