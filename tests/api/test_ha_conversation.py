@@ -220,6 +220,7 @@ async def test_start_over_answers_locally_with_a_fresh_session(
 ) -> None:
     first = await gateway.converse("remember the number seven", device_id="office")
     calls = len(fake_llm.requests)
+    resets = await gateway.metric("athena_answers_total", path="reset")
     reset = await gateway.converse("start over", device_id="office")
     assert len(fake_llm.requests) == calls  # answered without the LLM
     assert reset["response"]["response_type"] == "action_done"
@@ -230,4 +231,27 @@ async def test_start_over_answers_locally_with_a_fresh_session(
     after = await gateway.converse("what number?", device_id="office")
     assert after["conversation_id"] == reset["conversation_id"]
     assert [m["role"] for m in llm_messages(fake_llm)] == ["system", "user"]
-    assert await gateway.metric("athena_answers_total", path="reset") >= 1
+    assert await gateway.metric("athena_answers_total", path="reset") == resets + 1
+
+
+@pytest.mark.parametrize("length", [26, 115, 116, 256])
+async def test_a_conversation_id_of_any_accepted_length_continues_its_session(
+    gateway: LiveGateway, fake_llm: FakeLLM, length: int
+) -> None:
+    """One limit (256) and one rule for every conversation id: a long one is hashed into its key, never
+    turned into a one-off session."""
+    for conversation_id in ("c" * length, ("my chat #" * 30)[:length]):  # plain, and with spaces and '#'
+        first = await gateway.converse("my name is Ada", conversation_id=conversation_id)
+        second = await gateway.converse("what is my name?", conversation_id=conversation_id)
+        assert second["conversation_id"] == first["conversation_id"]
+        assert [m["content"] for m in llm_messages(fake_llm)[1:]] == [
+            "my name is Ada", "Reply to: my name is Ada", "what is my name?",
+        ]
+        # Athena's own session id continues it too (what HA hands back next turn).
+        third = await gateway.converse("and again?", conversation_id=first["conversation_id"])
+        assert third["conversation_id"] == first["conversation_id"]
+
+
+async def test_a_conversation_id_over_the_limit_is_refused(gateway: LiveGateway) -> None:
+    resp = await gateway.client.post("/ha/conversation", json={"text": "hi", "conversation_id": "c" * 257})
+    assert resp.status_code == 422 and "conversation_id" in resp.json()["error"]["message"]

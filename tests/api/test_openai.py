@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.api.conftest import LiveGateway, llm_messages, sse_events
+import orjson
+
+from tests.api.conftest import GatewayFactory, LiveGateway, llm_messages, sse_events
 from tests.support.fake_llm import FakeLLM
 
 CLIENT_MESSAGES = [
@@ -205,3 +207,155 @@ async def test_relay_passes_an_upstream_client_error_on(gateway: LiveGateway, fa
         )
         assert resp.status_code == 404
         assert "error" in resp.json()
+
+
+# -- device mode is a faithful OpenAI endpoint -------------------------------------------------------------
+DEVICE = {"X-Athena-Device": "office"}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+
+
+async def test_device_mode_reports_the_models_finish_reason_and_usage(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
+    fake_llm.configure(replies=[{"content": "Once upon a time there", "finish_reason": "length"}])
+    resp = await gateway.client.post(
+        "/v1/chat/completions", json={"messages": [{"role": "user", "content": "a story"}]}, headers=DEVICE
+    )
+    body = resp.json()
+    assert body["choices"][0]["finish_reason"] == "length"
+    usage = body["usage"]
+    assert usage["completion_tokens"] == 5 and usage["prompt_tokens"] > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    # Kept, and marked as cut off: the user heard it, and a later turn knows it was incomplete.
+    session = await gateway.session("office")
+    assert session is not None
+    assert session["messages"][-1]["meta"]["finish_reason"] == "length"
+
+
+async def test_device_mode_stream_sends_usage_only_when_asked(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
+    for include in (True, False):
+        body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+        if include:
+            body["stream_options"] = {"include_usage": True}
+        resp = await gateway.client.post("/v1/chat/completions", json=body, headers=DEVICE)
+        events = sse_events(resp.content)
+        if include:
+            *chunks, usage, done = events
+            assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == 3
+            assert usage["id"] == chunks[0]["id"]
+            assert assert_stream_shape([*chunks, done]) == "Reply to: hi"
+        else:
+            assert all("usage" not in e for e in events[:-1])
+            assert assert_stream_shape(events) == "Reply to: hi"
+
+
+async def test_device_mode_round_trips_a_clients_own_tools(
+    gateway_factory: GatewayFactory, fake_llm: FakeLLM
+) -> None:
+    for api, url in (("openai", fake_llm.url + "/v1"), ("ollama", fake_llm.url)):
+        gateway = await gateway_factory(llm_api=api, llm_url=url)
+        device = {"X-Athena-Device": f"tools-{api}"}
+        for stream in (False, True):
+            fake_llm.configure(
+                replies=[
+                    {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]},
+                    "It is sunny in Paris.",
+                ]
+            )
+            asked = [{"role": "user", "content": "weather in Paris?"}]
+            resp = await gateway.client.post(
+                "/v1/chat/completions", json={"messages": asked, "tools": TOOLS, "stream": stream},
+                headers=device,
+            )
+            assert resp.status_code == 200, resp.text
+            if stream:
+                events = sse_events(resp.content)
+                calls = [c for e in events[:-1] for c in e["choices"][0]["delta"].get("tool_calls") or []]
+                finish = events[-2]["choices"][0]["finish_reason"]
+            else:
+                choice = resp.json()["choices"][0]
+                calls, finish = choice["message"]["tool_calls"], choice["finish_reason"]
+            assert finish == "tool_calls"
+            [call] = calls
+            assert call["function"]["name"] == "get_weather"
+            assert orjson.loads(call["function"]["arguments"]) == {"city": "Paris"}
+            sent = fake_llm.requests[-1]["body"]
+            assert sent["tools"][0]["function"]["name"] == "get_weather"
+
+            # The client runs the tool and sends only its result: Athena has the rest of the conversation.
+            result = {"role": "tool", "tool_call_id": call["id"], "content": '{"sky": "sunny"}'}
+            resp = await gateway.client.post(
+                "/v1/chat/completions",
+                json={"messages": [*asked, {"role": "assistant", "tool_calls": [call]}, result],
+                      "tools": TOOLS, "stream": stream},
+                headers=device,
+            )
+            assert resp.status_code == 200, resp.text
+            text = (
+                assert_stream_shape(sse_events(resp.content)) if stream
+                else resp.json()["choices"][0]["message"]["content"]
+            )
+            assert text == "It is sunny in Paris."
+            sent_messages = fake_llm.requests[-1]["body"]["messages"]
+            roles = [m["role"] for m in sent_messages]
+            assert roles[-3:] == ["user", "assistant", "tool"]
+            assert sent_messages[-1]["content"] == '{"sky": "sunny"}'
+            if api == "openai":
+                assert sent_messages[-2]["tool_calls"][0]["id"] == call["id"]
+                assert sent_messages[-1]["tool_call_id"] == call["id"]
+            else:  # Ollama's own format: arguments as an object, results named by the tool
+                assert sent_messages[-2]["tool_calls"][0]["function"]["arguments"] == {"city": "Paris"}
+                assert sent_messages[-1]["tool_name"] == "get_weather"
+            session = await gateway.session(f"tools-{api}")
+            assert session is not None
+            kept = session["messages"][-4:]
+            assert [m["role"] for m in kept] == ["user", "assistant", "tool", "assistant"]
+            assert kept[1]["meta"]["tool_calls"][0]["name"] == "get_weather"
+            assert kept[2]["meta"]["tool_call_id"] == call["id"]
+
+
+async def test_one_error_code_per_failure_before_and_during_a_stream(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
+    long = " ".join(f"w{i}" for i in range(30))
+    for headers in ({}, DEVICE):
+        fake_llm.configure(status=500)
+        body = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+        before = await gateway.client.post("/v1/chat/completions", json=body, headers=headers)
+        assert before.status_code == 502 and before.json()["error"]["code"] == "llm_unavailable"
+        fake_llm.configure(status=None, reply=long, drop_after=3)
+        during = await gateway.client.post("/v1/chat/completions", json=body, headers=headers)
+        assert during.status_code == 200
+        error = sse_events(during.content)[-2]
+        assert error["error"]["code"] == "llm_unavailable", error
+        fake_llm.configure(drop_after=None)
+
+
+async def test_a_wrong_upstream_path_is_not_passed_on_as_athenas_404(
+    gateway_factory: GatewayFactory, fake_llm: FakeLLM
+) -> None:
+    """A 404 that is not OpenAI's error shape means ATHENA_LLM_URL is wrong: a 502 saying so."""
+    gateway = await gateway_factory(llm_url=fake_llm.url + "/wrong/v1")  # aiohttp's bare 404 page
+    for stream in (False, True):
+        resp = await gateway.client.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "stream": stream}
+        )
+        assert resp.status_code == 502 and resp.json()["error"]["code"] == "llm_unavailable"
+        assert "HTTP 404" in resp.json()["error"]["message"]
+
+
+async def test_allow_names_every_method_of_a_session(gateway: LiveGateway) -> None:
+    resp = await gateway.client.put("/athena/sessions/office")
+    assert resp.status_code == 405
+    assert {m.strip() for m in resp.headers["allow"].split(",")} >= {"GET", "DELETE"}

@@ -13,7 +13,7 @@ from athena.config import DevicePolicy
 from athena.records import InvalidDeviceId, Message
 from athena.sessions import manager as manager_module
 from athena.sessions.manager import SessionManager
-from athena.stores import SessionGone, Store
+from athena.stores import SessionGone, Store, StoreError
 from tests.stores.support import FakeClock
 
 Build = Callable[..., SessionManager]
@@ -249,8 +249,14 @@ async def test_lookup_by_session_id(make_manager: Build) -> None:
     assert await m.get(session.id) is None
 
 
-async def test_ping(make_manager: Build) -> None:
-    await make_manager().ping()
+async def test_ping_answers_while_the_store_is_open_and_fails_once_closed(
+    make_manager: Build, store: Store
+) -> None:
+    manager = make_manager()
+    await manager.ping()
+    await store.close()
+    with pytest.raises(StoreError):
+        await manager.ping()
 
 
 async def test_what_people_say_is_never_logged(make_manager: Build, clock: FakeClock) -> None:

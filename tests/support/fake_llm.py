@@ -42,7 +42,9 @@ class Knobs:
     """How the fake answers; every field is settable through ``configure()`` or ``POST /_control``."""
 
     reply: str | None = None  # fixed reply; None: "Reply to: <last user message>"
-    replies: list[str] = field(default_factory=list)  # consumed one per chat request, before ``reply``
+    # Consumed one per chat request, before ``reply``: a text, or a dict {"content": ..., "tool_calls":
+    # [{"name": ..., "arguments": {...}}], "finish_reason": ...} for answers that call tools or are cut off.
+    replies: list[str | dict[str, Any]] = field(default_factory=list)
     delay: float = 0.0  # seconds before the response starts (headers included)
     chunk_delay: float = 0.0  # seconds between streamed chunks
     chunk_words: int = 1  # words per streamed chunk
@@ -62,6 +64,14 @@ def _words(text: str, per_chunk: int) -> list[str]:
     return ["".join(words[i : i + per_chunk]) for i in range(0, len(words), per_chunk)]
 
 
+def _prompt_tokens(body: Any) -> int:
+    """A stand-in for a tokenizer: words in the request's messages."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list):
+        return 0
+    return sum(len(str(m.get("content") or "").split()) for m in messages if isinstance(m, dict))
+
+
 def _last_user_text(messages: Any) -> str:
     if isinstance(messages, list):
         for msg in reversed(messages):
@@ -71,6 +81,24 @@ def _last_user_text(messages: Any) -> str:
                     return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
                 return str(content)
     return ""
+
+
+@dataclass
+class Answer:
+    text: str
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {"id", "name", "arguments"}
+    finish_reason: str = "stop"
+
+    def openai_calls(self, indexed: bool = False) -> list[dict[str, Any]]:
+        return [
+            {
+                **({"index": i} if indexed else {}),
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": json.dumps(c["arguments"] or {})},
+            }
+            for i, c in enumerate(self.tool_calls)
+        ]
 
 
 class FakeLLM:
@@ -161,13 +189,21 @@ class FakeLLM:
             return web.json_response(body, status=k.status)
         return None
 
-    def _reply_text(self, body: Any) -> str:
+    def _answer(self, body: Any) -> Answer:
         if self.knobs.replies:
-            return self.knobs.replies.pop(0)
+            scripted = self.knobs.replies.pop(0)
+            if isinstance(scripted, dict):
+                calls = [
+                    {"id": f"call_{i}_{self._counter}", "name": c["name"], "arguments": c.get("arguments")}
+                    for i, c in enumerate(scripted.get("tool_calls") or [])
+                ]
+                finish = scripted.get("finish_reason") or ("tool_calls" if calls else "stop")
+                return Answer(str(scripted.get("content") or ""), calls, finish)
+            return Answer(scripted)
         if self.knobs.reply is not None:
-            return self.knobs.reply
+            return Answer(self.knobs.reply)
         messages = body.get("messages") if isinstance(body, dict) else None
-        return f"Reply to: {_last_user_text(messages)}"
+        return Answer(f"Reply to: {_last_user_text(messages)}")
 
     def _next_id(self) -> str:
         self._counter += 1
@@ -217,31 +253,41 @@ class FakeLLM:
             return web.Response(text=self.knobs.body, content_type=ctype)
         if self.knobs.garbage and not stream:
             return web.Response(text="<html>this is not JSON", content_type="application/json")
-        text = self._reply_text(body)
+        answer = self._answer(body)
+        text = answer.text
         cid, created = self._next_id(), int(time.time())
+        usage = {
+            "prompt_tokens": _prompt_tokens(body),
+            "completion_tokens": len(text.split()),
+            "total_tokens": _prompt_tokens(body) + len(text.split()),
+        }
         if not stream:
+            content = (text or None) if answer.tool_calls else text
+            message: dict[str, Any] = {"role": "assistant", "content": content}
+            if answer.tool_calls:
+                message["tool_calls"] = answer.openai_calls()
             payload = {
                 "id": cid,
                 "object": "chat.completion",
                 "created": created,
                 "model": model,
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                ],
-                "usage": {"prompt_tokens": 1, "completion_tokens": len(text.split()), "total_tokens": 1},
+                "choices": [{"index": 0, "message": message, "finish_reason": answer.finish_reason}],
+                "usage": usage,
             }
             raw = json.dumps(payload).encode()
             if self.knobs.drop_after is not None:
                 return await self._drop_body(request, raw, "application/json")
             return web.Response(body=raw, content_type="application/json")
 
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> bytes:
+            choices = [{"index": 0, "delta": delta, "finish_reason": finish}] if delta is not None else []
             c = {
                 "id": cid,
                 "object": "chat.completion.chunk",
                 "created": created,
                 "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                "choices": choices,
+                **extra,
             }
             return b"data: " + json.dumps(c).encode() + b"\n\n"
 
@@ -251,9 +297,17 @@ class FakeLLM:
                 yield b"data: [DONE]\n\n"
                 return
             yield chunk({"role": "assistant", "content": ""})
-            for piece in _words(text, self.knobs.chunk_words):
-                yield chunk({"content": piece})
-            yield chunk({}, "stop")
+            if text:
+                for piece in _words(text, self.knobs.chunk_words):
+                    yield chunk({"content": piece})
+            for call in answer.openai_calls(indexed=True):  # name first, then the arguments in two pieces
+                args = call["function"]["arguments"]
+                head = {**call, "function": {"name": call["function"]["name"], "arguments": args[:5]}}
+                yield chunk({"tool_calls": [head]})
+                yield chunk({"tool_calls": [{"index": call["index"], "function": {"arguments": args[5:]}}]})
+            yield chunk({}, answer.finish_reason)
+            if ((body.get("stream_options") or {}) if isinstance(body, dict) else {}).get("include_usage"):
+                yield chunk(None, usage=usage)
 
         trailer = b"" if self.knobs.garbage else b"data: [DONE]\n\n"
         return await self._stream(request, "text/event-stream", lines(), trailer)
@@ -279,22 +333,28 @@ class FakeLLM:
             return web.Response(text=self.knobs.body, content_type=ctype)
         if self.knobs.garbage and not stream:
             return web.Response(text="<html>this is not JSON", content_type="application/json")
-        text = self._reply_text(body)
+        answer = self._answer(body)
+        text = answer.text
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        calls = [
+            {"function": {"name": c["name"], "arguments": c["arguments"] or {}}} for c in answer.tool_calls
+        ]
 
-        def msg(content: str, done: bool) -> dict[str, Any]:
-            m: dict[str, Any] = {
-                "model": model,
-                "created_at": now,
-                "message": {"role": "assistant", "content": content},
-                "done": done,
-            }
+        def msg(content: str, done: bool, with_calls: bool = False) -> dict[str, Any]:
+            message: dict[str, Any] = {"role": "assistant", "content": content}
+            if with_calls and calls:
+                message["tool_calls"] = calls
+            m: dict[str, Any] = {"model": model, "created_at": now, "message": message, "done": done}
             if done:
-                m.update(done_reason="stop", total_duration=1, eval_count=len(text.split()))
+                reason = "length" if answer.finish_reason == "length" else "stop"
+                m.update(
+                    done_reason=reason, total_duration=1, prompt_eval_count=_prompt_tokens(body),
+                    eval_count=len(text.split()),
+                )
             return m
 
         if not stream:
-            raw = json.dumps(msg(text, True)).encode()
+            raw = json.dumps(msg(text, True, with_calls=True)).encode()
             if self.knobs.drop_after is not None:
                 return await self._drop_body(request, raw, "application/json")
             return web.Response(body=raw, content_type="application/json")
@@ -303,8 +363,11 @@ class FakeLLM:
             if self.knobs.garbage:
                 yield b"{not json at all\n"
                 return
-            for piece in _words(text, self.knobs.chunk_words):
-                yield json.dumps(msg(piece, False)).encode() + b"\n"
+            if text:
+                for piece in _words(text, self.knobs.chunk_words):
+                    yield json.dumps(msg(piece, False)).encode() + b"\n"
+            if calls:
+                yield json.dumps(msg("", False, with_calls=True)).encode() + b"\n"
             yield json.dumps(msg("", True)).encode() + b"\n"
 
         return await self._stream(request, "application/x-ndjson", lines())

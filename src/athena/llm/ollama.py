@@ -65,7 +65,7 @@ def ollama_request(
     keep_alive: str | None = None,
 ) -> dict[str, Any]:
     """An ``/api/chat`` body from OpenAI-style messages and options."""
-    body: dict[str, Any] = {"model": model, "messages": [_message(m) for m in messages], "stream": stream}
+    body: dict[str, Any] = {"model": model, "messages": _messages(messages), "stream": stream}
     opts: dict[str, Any] = {}
     native = options.get("options")
     if isinstance(native, Mapping):
@@ -93,14 +93,24 @@ def ollama_request(
     return body
 
 
-def _message(m: ChatMessage) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": m.get("role", "user"), "content": content_text(m.get("content"))}
-    calls = m.get("tool_calls")
-    if isinstance(calls, list):
-        out["tool_calls"] = [_native_call(c) for c in calls if isinstance(c, Mapping)]
-    for key in ("images", "tool_name", "thinking"):
-        if key in m:
-            out[key] = m[key]
+def _messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """Ollama's messages: string content, tool calls with object arguments, and a tool result named by its
+    tool (`tool_name`, found from the OpenAI `tool_call_id` among the calls before it)."""
+    names: dict[str, str] = {}
+    out = []
+    for m in messages:
+        message: dict[str, Any] = {"role": m.get("role", "user"), "content": content_text(m.get("content"))}
+        calls = m.get("tool_calls")
+        if isinstance(calls, list):
+            message["tool_calls"] = [_native_call(c) for c in calls if isinstance(c, Mapping)]
+            names.update({str(c.get("id")): str((c.get("function") or {}).get("name")) for c in calls
+                          if isinstance(c, Mapping) and c.get("id")})
+        if message["role"] == "tool" and "tool_name" not in m and m.get("tool_call_id") in names:
+            message["tool_name"] = names[m["tool_call_id"]]
+        for key in ("images", "tool_name", "thinking"):
+            if key in m:
+                message[key] = m[key]
+        out.append(message)
     return out
 
 

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from athena.records import Message, Session
-from athena.stores.base import Acquired, SessionGone
+from athena.stores.base import Acquired, SessionGone, StoreError
 
 
 class MemoryStore:
@@ -22,15 +22,17 @@ class MemoryStore:
         self._by_id: dict[str, Session] = {}
         self._history: dict[str, deque[Message]] = {}
         self._due: list[tuple[float, str]] = []  # (expires_at when pushed, session id)
+        self._open = False
 
     async def open(self) -> None:
-        pass
+        self._open = True
 
     async def close(self) -> None:
-        pass
+        self._open = False
 
     async def ping(self) -> None:
-        pass
+        if not self._open:  # as the other stores: a closed store cannot serve
+            raise StoreError("the memory store is not open")
 
     def _put(self, session: Session) -> None:
         self._by_device[session.device] = session
