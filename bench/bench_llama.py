@@ -139,10 +139,21 @@ def speed(c: Client, quick: bool) -> None:
         gen.append((len(t) - 1) / (t[-1] - t[0]))
     print(f"generation:  {statistics.median(gen):.1f} tokens/s (streamed content chunks, max_tokens 128)")
 
+    # A long system prompt that stays the same and a new question: only the question is evaluated again.
+    system = {"role": "system", "content": filler(c, 900, 0)}
+    prefixed = []
+    for i in range(runs + 1):
+        ask = {"role": "user", "content": f"Question {i * 104729}: what time is it?"}
+        prefixed.append(c.stream("", messages=[system, ask], max_tokens=8)["times"][0])
+
     cold, warm = [], []
     for i in range(runs + 1):
         cold.append(c.stream(f"Question {i * 7919}: what time is it?", max_tokens=8)["times"][0])
         warm.append(c.stream("What time is it?", max_tokens=8)["times"][0])
+    print(
+        f"first token: {statistics.median(prefixed[1:]) * 1000:.0f} ms same ~900-token system prompt + "
+        f"new question (first time {prefixed[0] * 1000:.0f} ms)"
+    )
     print(
         f"first token: {statistics.median(cold) * 1000:.0f} ms new short prompt, "
         f"{statistics.median(warm[1:]) * 1000:.0f} ms repeated (median of {runs + 1})"
