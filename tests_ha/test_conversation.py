@@ -24,6 +24,7 @@ from custom_components.athena.conversation import (
     _where,
     unforwarded_turns,
 )
+from tests.support.fake_llm import said
 from tests.support.gateway import GatewayProcess
 from tests_ha.support import FakeLLMProcess, closed_port_url, setup_athena
 
@@ -75,9 +76,9 @@ async def test_turn_carries_device_area_and_keeps_the_device_session(
     assert first.conversation_id and not first.conversation_id.startswith("oneoff")
 
     (messages,) = await llm.chat_requests()
-    system = messages[0]
-    assert system["role"] == "system"
-    assert '"Kitchen satellite"' in system["content"] and '"Kitchen"' in system["content"]
+    assert messages[0]["role"] == "system"
+    note = messages[-1]["content"].split("\n", 1)[0]  # where and when: on the newest user message
+    assert '"Kitchen satellite"' in note and '"Kitchen"' in note
 
     # A new HA conversation from the same device (the satellite forgot its id): the gateway's device session
     # still holds the first turn.
@@ -85,7 +86,7 @@ async def test_turn_carries_device_area_and_keeps_the_device_session(
     assert second.conversation_id != first.conversation_id
     assert _speech(second) == "Reply to: and the one for tomorrow"
     messages = (await llm.chat_requests())[-1]
-    assert [(m["role"], m["content"]) for m in messages[1:]] == [
+    assert [(m["role"], said(m)) for m in messages[1:]] == [
         ("user", "read me the shopping list"),
         ("assistant", "Reply to: read me the shopping list"),
         ("user", "and the one for tomorrow"),
@@ -135,7 +136,7 @@ async def test_turns_ha_answered_itself_are_forwarded_once(
     assert third.conversation_id == conv_id
 
     requests = await llm.chat_requests()
-    assert [(m["role"], m["content"]) for m in requests[1][1:]] == [
+    assert [(m["role"], said(m)) for m in requests[1][1:]] == [
         ("user", "hello there"),
         ("assistant", "Reply to: hello there"),
         ("user", "turn on the lamp"),

@@ -17,6 +17,7 @@ import pytest
 import pytest_socket
 
 import custom_components.athena  # noqa: F401 - module-level import: HA's loader must find our integration
+from tests.support.fake_llm import said
 from tests.support.gateway import GatewayProcess
 from tests.support.hass import HassProcess, HassWS, furnish
 from tests_ha.support import REPO, FakeLLMProcess
@@ -87,7 +88,7 @@ async def _run_intent(
 
 
 def _pairs(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return [(m["role"], m["content"]) for m in messages if m["role"] != "system"]
+    return [(m["role"], said(m)) for m in messages if m["role"] != "system"]
 
 
 async def test_satellite_turns_through_real_home_assistant(
@@ -137,7 +138,7 @@ async def test_satellite_turns_through_real_home_assistant(
     assert first["intent-end"]["processed_locally"] is False
     conv_id = output["conversation_id"]
     (messages,) = await llm.chat_requests()
-    assert '"Kitchen"' in messages[0]["content"]
+    assert '"Kitchen"' in messages[-1]["content"]
 
     # A home command HA answers itself (prefer local intents): Athena and its LLM are not called...
     local = await _run_intent(athena_hass, pipeline["id"], "turn on the kitchen lights", kitchen, conv_id)
@@ -148,7 +149,7 @@ async def test_satellite_turns_through_real_home_assistant(
     third = await _run_intent(athena_hass, pipeline["id"], "and of Germany", kitchen, conv_id)
     assert third["intent-end"]["intent_output"]["conversation_id"] == conv_id
     messages = (await llm.chat_requests())[-1]
-    assert '"Kitchen"' in messages[0]["content"]
+    assert '"Kitchen"' in messages[-1]["content"]
     local_speech = local["intent-end"]["intent_output"]["response"]["speech"]["plain"]["speech"]
     assert _pairs(messages) == [
         ("user", "what is the capital of France"),
@@ -169,7 +170,7 @@ async def test_satellite_turns_through_real_home_assistant(
     office_turn = await _run_intent(athena_hass, pipeline["id"], "hello from here", office)
     assert office_turn["intent-end"]["intent_output"]["response"]["response_type"] != "error"
     messages = (await llm.chat_requests())[-1]
-    assert '"Office"' in messages[0]["content"] and '"Kitchen"' not in messages[0]["content"]
+    assert '"Office"' in messages[-1]["content"] and '"Kitchen"' not in messages[-1]["content"]
     assert _pairs(messages) == [("user", "hello from here")]
 
     # 5. HA's REST conversation API (no device) with Athena as agent.

@@ -9,7 +9,7 @@ import pytest
 from ulid import ULID
 
 from tests.api.conftest import GatewayFactory, LiveGateway, llm_messages
-from tests.support.fake_llm import FakeLLM
+from tests.support.fake_llm import FakeLLM, said
 
 
 async def test_response_is_exactly_has_conversation_result(gateway: LiveGateway) -> None:
@@ -37,11 +37,12 @@ async def test_follow_up_from_the_same_device_reaches_the_llm_with_the_first_tur
     assert second["conversation_id"] == first["conversation_id"]
     messages = llm_messages(fake_llm)
     assert messages[0]["role"] == "system"
-    assert messages[1:] == [
+    assert [{"role": m["role"], "content": said(m)} for m in messages[1:]] == [
         {"role": "user", "content": "what's the weather on Saturday?"},
         {"role": "assistant", "content": "Reply to: what's the weather on Saturday?"},
         {"role": "user", "content": "what about Sunday?"},
     ]
+    assert messages[1]["content"] == "what's the weather on Saturday?"  # history as it was said
 
 
 async def test_another_device_does_not_see_that_history(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
@@ -137,7 +138,7 @@ async def test_turns_home_assistant_answered_are_added_to_the_history_first(
             {"role": "assistant", "content": "Turned on the heater"},
         ],
     )
-    assert llm_messages(fake_llm)[1:] == [
+    assert [{"role": m["role"], "content": said(m)} for m in llm_messages(fake_llm)[1:]] == [
         {"role": "user", "content": "turn on the heater"},
         {"role": "assistant", "content": "Turned on the heater"},
         {"role": "user", "content": "is it cold outside?"},
@@ -163,11 +164,12 @@ async def test_system_prompt_names_the_device_area_time_and_extra_prompt(
         extra_system_prompt="The user's name is Sam.",
     )
     system = llm_messages(fake_llm)[0]["content"]
-    assert "Office speaker" in system
-    assert '"Office"' in system
     assert "The user's name is Sam." in system
-    assert str(dt.datetime.now().astimezone().year) in system
     assert "plain text" in system  # the built-in voice prompt
+    note = llm_messages(fake_llm)[-1]["content"].split("\n", 1)[0]  # what changes comes last
+    assert "Office speaker" in note
+    assert '"Office"' in note
+    assert str(dt.datetime.now().astimezone().year) in note
 
 
 async def test_the_configured_system_prompt_replaces_the_built_in_one(
@@ -244,7 +246,7 @@ async def test_a_conversation_id_of_any_accepted_length_continues_its_session(
         first = await gateway.converse("my name is Ada", conversation_id=conversation_id)
         second = await gateway.converse("what is my name?", conversation_id=conversation_id)
         assert second["conversation_id"] == first["conversation_id"]
-        assert [m["content"] for m in llm_messages(fake_llm)[1:]] == [
+        assert [said(m) for m in llm_messages(fake_llm)[1:]] == [
             "my name is Ada", "Reply to: my name is Ada", "what is my name?",
         ]
         # Athena's own session id continues it too (what HA hands back next turn).

@@ -41,7 +41,7 @@ DEFAULT_MODELS = ("fake-model", "fake-model-large")
 class Knobs:
     """How the fake answers; every field is settable through ``configure()`` or ``POST /_control``."""
 
-    reply: str | None = None  # fixed reply; None: "Reply to: <last user message>"
+    reply: str | None = None  # fixed reply; None: "Reply to: <last line of the last user message>"
     # Consumed one per chat request, before ``reply``: a text, or a dict {"content": ..., "tool_calls":
     # [{"name": ..., "arguments": {...}}], "finish_reason": ...} for answers that call tools or are cut off.
     replies: list[str | dict[str, Any]] = field(default_factory=list)
@@ -72,14 +72,23 @@ def _prompt_tokens(body: Any) -> int:
     return sum(len(str(m.get("content") or "").split()) for m in messages if isinstance(m, dict))
 
 
+def said(message: dict[str, Any]) -> str:
+    """A message as its author wrote it: a user message without the context note Athena puts first."""
+    content = str(message.get("content") or "")
+    if message.get("role") == "user" and content.startswith("[") and "\n" in content:
+        return content.split("\n", 1)[1]
+    return content
+
+
 def _last_user_text(messages: Any) -> str:
+    """The last line of the last user message (Athena puts a context note on the line before it)."""
     if isinstance(messages, list):
         for msg in reversed(messages):
             if isinstance(msg, dict) and msg.get("role") == "user":
                 content = msg.get("content")
                 if isinstance(content, list):  # OpenAI content parts
-                    return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-                return str(content)
+                    content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+                return str(content).rsplit("\n", 1)[-1]
     return ""
 
 
