@@ -144,7 +144,7 @@ async def test_turns_ha_answered_itself_are_forwarded_once(
         ("user", "what did I just ask you?"),
     ]
     # Next turn: the local turn sits in the gateway's session once, not sent again.
-    contents = [m["content"] for m in requests[2]]
+    contents = [said(m) for m in requests[2]]
     assert contents.count("turn on the lamp") == 1
     assert contents[-1] == "thanks"
 
