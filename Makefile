@@ -2,7 +2,7 @@
 # `make test` needs Python >= 3.11, make, and for Home Assistant a Python 3.13 (2025.4.4) plus either a Python 3.14
 # or root (the current HA in a Debian sid chroot, built once outside the repo). Redis: the tests start their own.
 BIN := .venv/bin
-HA_PYTEST := ATHENA_PYTHON=$(abspath $(BIN)/python) .venv-ha/bin/pytest -q -c tests_ha/pytest.ini
+HA_PYTEST := ATHENA_PYTHON=$(abspath $(BIN)/python) .venv-ha/bin/pytest -q -ra -c tests_ha/pytest.ini
 
 .PHONY: install run test test-gateway test-ha test-ha-current lint bench ha-env ha-current clean clean-data \
 	clean-ha-current
@@ -25,7 +25,7 @@ lint: install
 
 # The gateway's own suite; its live-HA tests on HA 2025.4.
 test-gateway: install ha-env
-	ATHENA_HASS_VERSIONS=2025.4 $(BIN)/pytest -q
+	ATHENA_HASS_VERSIONS=2025.4 $(BIN)/pytest -q -ra
 
 # The integration's suite (pytest-homeassistant-custom-component, in-process HA 2025.4.4) and the real-hass e2e.
 test-ha: install ha-env
@@ -36,8 +36,8 @@ test-ha-current: install ha-env
 	@rc=0; ./scripts/ha-current || rc=$$?; \
 	if [ $$rc = 3 ]; then exit 0; elif [ $$rc != 0 ]; then exit $$rc; fi; \
 	set -x; \
-	ATHENA_HASS_VERSIONS=current $(BIN)/pytest -q -k ha-current tests && \
-	ATHENA_HASS_VERSIONS=current $(HA_PYTEST) tests_ha/test_e2e_hass.py
+	ATHENA_HASS_VERSIONS=current $(HA_PYTEST) tests_ha/test_e2e_hass.py && \
+	ATHENA_HASS_VERSIONS=current $(BIN)/pytest -q -ra -k ha-current tests
 
 test: lint test-gateway test-ha test-ha-current
 
