@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     llm_connect_timeout: PositiveFloat = 5.0
     llm_first_token_timeout: PositiveFloat = 15.0
     llm_keep_alive: str | None = None  # Ollama's keep_alive, e.g. "30m"
+    # The longest answer a turn may get unless its caller sets max_tokens (a spoken answer; 0: no cap).
+    llm_max_tokens: int = Field(150, ge=0)
+    # The model's context window; unset: llama.cpp's /props tells it, else the first overflow error does.
+    llm_context_tokens: int | None = Field(None, ge=256)
     llm_fallback_api: Literal["openai", "ollama"] | None = None
     llm_fallback_url: str | None = None
     llm_fallback_model: str | None = None

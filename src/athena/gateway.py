@@ -63,7 +63,8 @@ def llm_backend(settings: Settings) -> LLMBackend:
     def backend(api: str, url: str, model: str, key: SecretStr | None, name: str | None = None) -> LLMBackend:
         secret = key.get_secret_value() if key else None
         return make_backend(
-            api, url, model, api_key=secret, timeouts=timeouts, keep_alive=settings.llm_keep_alive, name=name
+            api, url, model, api_key=secret, timeouts=timeouts, keep_alive=settings.llm_keep_alive, name=name,
+            context_tokens=settings.llm_context_tokens,
         )
 
     primary = backend(settings.llm_api, settings.llm_url, settings.llm_model, settings.llm_api_key)
@@ -130,7 +131,10 @@ class Gateway:
         except BaseException:
             await stack.aclose()
             raise
-        self._engine = Engine(sessions, llm, handlers=self.local.handlers, prompt=prompt_settings(settings))
+        self._engine = Engine(
+            sessions, llm, handlers=self.local.handlers, prompt=prompt_settings(settings),
+            max_tokens=settings.llm_max_tokens or None,
+        )
         self.probe = Probe(sessions.ping, llm.ping)
         log.info(
             "athena.started",

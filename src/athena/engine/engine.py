@@ -17,11 +17,20 @@ import structlog
 
 from athena.engine.keys import conversation_key, device_key, one_off_key
 from athena.engine.prompt import PromptSettings, build_messages
-from athena.llm.base import Completion, LLMBackend, LLMError, LLMHTTPError, LLMTimeout, RelayChunk, Relayed
+from athena.llm.base import (
+    Completion,
+    LLMBackend,
+    LLMContextOverflow,
+    LLMError,
+    LLMHTTPError,
+    LLMTimeout,
+    RelayChunk,
+    Relayed,
+)
 from athena.local.reset import is_start_over
 from athena.observability import ANSWERS, LOCAL_SECONDS
 from athena.records import Message, MessageMeta, Session
-from athena.sessions.manager import SessionManager
+from athena.sessions.manager import SessionManager, estimate_tokens, trim
 from athena.stores.base import SessionGone, StoreError
 from athena.turns import AnswerPath, Failure, LocalAnswer, Reply, Turn
 
@@ -75,11 +84,13 @@ class Engine:
         *,
         handlers: Sequence[LocalHandler] = (),
         prompt: PromptSettings | None = None,
+        max_tokens: int | None = None,
     ) -> None:
         self.sessions = sessions
         self.llm = llm
         self.handlers = list(handlers)
         self.prompt = prompt or PromptSettings()
+        self.max_tokens = max_tokens  # the answer cap when a turn sets none (ATHENA_LLM_MAX_TOKENS)
         self.clock: Callable[[], float] = sessions.clock
 
     # -- turns ----------------------------------------------------------------------------------------
@@ -222,17 +233,24 @@ class TurnRun:
                 yield self.reply.speech
             return
         engine, turn = self.engine, self.turn
-        options = dict(turn.llm_options)
-        if turn.tools:
-            options["tools"] = list(turn.tools)
-        messages = build_messages(engine.prompt, turn, self._history)
+        options = self._options()
+        history = self._fitting(self._history, options)
         parts: list[str] = []
         try:
-            # No deadline here: each backend enforces its own, so a fallback gets a full one.
-            async with aclosing(engine.llm.stream(messages, **options)) as stream:
-                async for delta in stream:
-                    parts.append(delta)
-                    yield delta
+            for attempt in (1, 2):
+                messages = build_messages(engine.prompt, turn, history)
+                try:
+                    # No deadline here: each backend enforces its own, so a fallback gets a full one.
+                    async with aclosing(engine.llm.stream(messages, **options)) as stream:
+                        async for delta in stream:
+                            parts.append(delta)
+                            yield delta
+                    break
+                except LLMContextOverflow:
+                    if parts or attempt == 2 or not history:
+                        raise
+                    history = self._shorter(history, options)
+                    log.info("turn.context_overflow", session_id=self.session_id, history_kept=len(history))
             completion = stream.completion or Completion("".join(parts))
             text = completion.text.strip()
             if not text and not completion.tool_calls:
@@ -244,6 +262,32 @@ class TurnRun:
                 self.reply = Reply(speech="".join(parts).strip(), session_id=self.session_id)
             else:
                 self.reply = engine.failed(turn, self.session, exc, self._started)
+
+    # -- what the model is sent -----------------------------------------------------------------------
+    def _options(self) -> dict[str, Any]:
+        """The turn's own options; the answer cap unless the caller set one; the caller's tools."""
+        options = dict(self.turn.llm_options)
+        if self.engine.max_tokens and not {"max_tokens", "max_completion_tokens"} & options.keys():
+            options["max_tokens"] = self.engine.max_tokens
+        if self.turn.tools:
+            options["tools"] = list(self.turn.tools)
+        return options
+
+    def _fitting(self, history: list[Message], options: Mapping[str, Any]) -> list[Message]:
+        """The history that leaves room, in the model's context window (when known), for the instructions,
+        this turn, the tools and the longest answer allowed. Estimates are rough: a tenth is kept spare."""
+        window = self.engine.llm.context_tokens
+        if not window:
+            return history
+        fixed = estimate_tokens(build_messages(self.engine.prompt, self.turn, []))
+        fixed += estimate_tokens(list(options.get("tools") or ()))
+        fixed += int(options.get("max_tokens") or options.get("max_completion_tokens") or 0)
+        return trim(history, window - window // 10 - fixed)
+
+    def _shorter(self, history: list[Message], options: Mapping[str, Any]) -> list[Message]:
+        """After the model refused the prompt as too long: half as much history (or what fits the window the
+        error named, when that is less)."""
+        return trim(self._fitting(history, options), estimate_tokens(history) // 2)
 
     # -- steps ----------------------------------------------------------------------------------------
     async def _session(self, *, new: bool) -> Session:

@@ -1,6 +1,6 @@
 """What the model reads: instructions first, then the session's history, then the changing context.
 
-Local servers (llama.cpp, Ollama) keep the evaluated prompt and reuse its longest unchanged prefix, so the order
+Local servers (llama.cpp, Ollama) keep the evaluated prompt and reuse its longest unchanged prefix, so order
 matters: the instructions are identical for every turn and device, the history only grows, and what changes
 each turn — the device, its area, the local time — comes last, as a short note on the user's message. A clock
 in the first message would make every turn evaluate the whole history again.

@@ -33,7 +33,9 @@ class LLMContextOverflow(LLMHTTPError):
     """The prompt did not fit the model's context window; `context_tokens` is the window when the server
     said it. A shorter history may well fit."""
 
-    def __init__(self, message: str, status: int, body: bytes = b"", context_tokens: int | None = None) -> None:
+    def __init__(
+        self, message: str, status: int, body: bytes = b"", context_tokens: int | None = None
+    ) -> None:
         super().__init__(message, status, body)
         self.context_tokens = context_tokens
 

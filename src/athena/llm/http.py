@@ -191,7 +191,7 @@ class HTTPBackend:
         return f"{type(self).__name__}(name={self.name!r}, url={self.url!r}, model={self.model!r})"
 
     def learn_context(self, tokens: int) -> None:
-        """A context window the server told us (its properties, or an overflow error): kept for the process."""
+        """A context window the server told us (its properties, an overflow error): kept for the process."""
         if tokens != self.context_tokens:
             log.info("llm.context_window", backend=self.name, tokens=tokens)
             self.context_tokens = tokens

@@ -189,7 +189,7 @@ class OpenAIBackend(HTTPBackend):
                 resp.close()
         if not seen:  # llama-cpp-python's answer to a prompt longer than its context window
             raise LLMContextOverflow(
-                "the LLM's stream ended without a single event (a prompt too long for its context window?)", 200
+                "the LLM's stream ended without a single event (a prompt too long for its context?)", 200
             )
         if not finished:
             raise LLMError("the LLM's stream ended before the answer was complete")
