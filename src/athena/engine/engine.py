@@ -36,12 +36,46 @@ from athena.turns import AnswerPath, Failure, LocalAnswer, Reply, Turn
 
 log = structlog.get_logger("athena.engine")
 
-SPOKEN_ERRORS: dict[Failure, str] = {
-    "llm_error": "Sorry, I can't reach my language model right now.",
-    "llm_timeout": "Sorry, my language model is taking too long to answer.",
-    "store": "Sorry, I can't reach my memory right now. Please try again in a moment.",
-    "internal": "Sorry, something went wrong on my side.",
+# What a voice user hears when a turn fails, in the languages "start over" knows (others hear English).
+SPOKEN_ERRORS: dict[str, dict[Failure, str]] = {
+    "en": {
+        "llm_error": "Sorry, I can't reach my language model right now.",
+        "llm_timeout": "Sorry, my language model is taking too long to answer.",
+        "store": "Sorry, I can't reach my memory right now. Please try again in a moment.",
+        "internal": "Sorry, something went wrong on my side.",
+    },
+    "de": {
+        "llm_error": "Entschuldigung, ich erreiche mein Sprachmodell gerade nicht.",
+        "llm_timeout": "Entschuldigung, mein Sprachmodell braucht zu lange für eine Antwort.",
+        "store": "Entschuldigung, ich erreiche mein Gedächtnis gerade nicht. Versuch es gleich noch einmal.",
+        "internal": "Entschuldigung, bei mir ist etwas schiefgegangen.",
+    },
+    "fr": {
+        "llm_error": "Désolé, je n'arrive pas à joindre mon modèle de langage pour le moment.",
+        "llm_timeout": "Désolé, mon modèle de langage met trop de temps à répondre.",
+        "store": "Désolé, je n'arrive pas à accéder à ma mémoire. Réessaie dans un instant.",
+        "internal": "Désolé, quelque chose s'est mal passé de mon côté.",
+    },
+    "es": {
+        "llm_error": "Lo siento, ahora mismo no puedo contactar con mi modelo de lenguaje.",
+        "llm_timeout": "Lo siento, mi modelo de lenguaje está tardando demasiado en responder.",
+        "store": "Lo siento, ahora mismo no puedo acceder a mi memoria. Inténtalo de nuevo en un momento.",
+        "internal": "Lo siento, algo ha fallado por mi parte.",
+    },
+    "nl": {
+        "llm_error": "Sorry, ik kan mijn taalmodel nu niet bereiken.",
+        "llm_timeout": "Sorry, mijn taalmodel doet er te lang over om te antwoorden.",
+        "store": "Sorry, ik kan mijn geheugen nu niet bereiken. Probeer het zo nog eens.",
+        "internal": "Sorry, er ging bij mij iets mis.",
+    },
 }
+
+
+def spoken_error(failure: Failure, language: str | None) -> str:
+    base = (language or "en").replace("_", "-").split("-", 1)[0].casefold()
+    return SPOKEN_ERRORS.get(base, SPOKEN_ERRORS["en"])[failure]
+
+
 _QUOTES = "\"'“”‘’«»)]*_ \t\r\n"
 
 
@@ -176,7 +210,7 @@ class Engine:
         else:
             log.warning("turn.failed", **fields)
         return Reply(
-            speech=SPOKEN_ERRORS[failure],
+            speech=spoken_error(failure, turn.language),
             session_id=session.id if session else (turn.conversation_id or ""),
             response_type="error",
             path="error",
