@@ -31,8 +31,11 @@ class DevicePolicy(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ATHENA_", extra="ignore")
 
-    # Where the SQLite file and a generated API token live.
+    # Where the SQLite file, a generated API token and the instance id live.
     data_dir: Path = Path("data")
+    # What Home Assistant knows this gateway by (its config entry's unique id); replicas behind one URL share
+    # one. Unset: generated once into <data_dir>/instance_id.
+    instance_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
 
     # Sessions.
     store_url: str = ""  # empty: sqlite:///<data_dir>/athena.db

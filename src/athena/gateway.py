@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from pydantic import SecretStr
+from ulid import ULID
 
 from athena import __version__
 from athena.config import Settings
@@ -29,6 +30,27 @@ log = structlog.get_logger("athena")
 
 PROBE_TTL = 3.0
 PROBE_TIMEOUT = 2.0
+
+
+INSTANCE_FILE = "instance_id"
+
+
+def instance_id(settings: Settings) -> str:
+    """ATHENA_INSTANCE_ID, else the id generated into the data dir on first start (kept across restarts)."""
+    if settings.instance_id:
+        return settings.instance_id
+    path = settings.data_dir / INSTANCE_FILE
+    with contextlib.suppress(OSError):
+        if existing := path.read_text().strip():
+            return existing
+    value = str(ULID())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with path.open("x") as f:  # another process may have won the race: then its id counts
+            f.write(value + "\n")
+    except FileExistsError:
+        return path.read_text().strip() or value
+    return value
 
 
 class GatewayStartError(Exception):
@@ -93,6 +115,7 @@ class Gateway:
         self.settings = settings
         self.clock = clock
         self.store_kind = store_kind(settings.store_url)
+        self.instance_id = instance_id(settings)
         self._engine: Engine | None = None
         self.local: LocalPath | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -161,6 +184,7 @@ class Gateway:
         return {
             "service": "athena",
             "version": __version__,
+            "instance_id": self.instance_id,
             "local_intents": self.local is not None and self.local.client is not None,
             "store": self.store_kind,
             "llm": {"api": llm.name, "model": llm.model},
