@@ -13,6 +13,7 @@ chroot; see tests/support/hass.py). Only HTTP and WebSocket cross to that hass, 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,14 @@ async def _run_intent(
     hass: HassProcess, pipeline_id: str, text: str, device_id: str | None, conversation_id: str | None = None
 ) -> dict[str, Any]:
     """`assist_pipeline/run`, intent stage only: the text half of a satellite's turn. Returns the events."""
+    return {kind: data for kind, data, _ in await _run_intent_timed(hass, pipeline_id, text, device_id,
+                                                                      conversation_id)}
+
+
+async def _run_intent_timed(
+    hass: HassProcess, pipeline_id: str, text: str, device_id: str | None, conversation_id: str | None = None
+) -> list[tuple[str, Any, float]]:
+    """The same run, every event with the wall-clock time it arrived (intent-progress comes many times)."""
     async with aiohttp.ClientSession() as session, session.ws_connect(hass.url + "/api/websocket") as ws:
         assert (await ws.receive_json())["type"] == "auth_required"
         await ws.send_json({"type": "auth", "access_token": hass.token})
@@ -93,15 +102,15 @@ async def _run_intent(
                 "conversation_id": conversation_id,
             }
         )
-        events: dict[str, Any] = {}
-        while "run-end" not in events:
+        events: list[tuple[str, Any, float]] = []
+        while not events or events[-1][0] != "run-end":
             msg = await ws.receive_json(timeout=30)
             if msg["type"] == "result":
                 assert msg["success"], msg
             elif msg["type"] == "event":
                 event = msg["event"]
                 assert event["type"] != "error", event
-                events[event["type"]] = event.get("data")
+                events.append((event["type"], event.get("data"), time.time()))
         return events
 
 
@@ -177,13 +186,9 @@ async def test_satellite_turns_through_real_home_assistant(
         ("assistant", local_speech),
         ("user", "and of Germany"),
     ]
-    # Known gap on HA 2026.x, reported as XFAIL at the end so the rest is still checked: HA records the local
-    # intent in the chat log as an external tool call whose agent_id is the pipeline's agent
-    # (conversation.athena); custom_components/athena's unforwarded_turns() takes that for Athena's own answer
-    # and drops the user turn.
-    dropped_user_turn = _pairs(messages) == expected[:2] + expected[3:] and athena_hass.version >= "2026"
-    if not dropped_user_turn:
-        assert _pairs(messages) == expected
+    # (HA 2026.x records that command in the chat log as a text-less tool call under Athena's agent id: not
+    # Athena's answer, so the user's turn before it is still forwarded.)
+    assert _pairs(messages) == expected
 
     # Minutes later, a new wake word: HA starts a new conversation, Athena still has the device's session.
     fourth = await _run_intent(athena_hass, pipeline["id"], "and of Spain", kitchen)
@@ -210,8 +215,68 @@ async def test_satellite_turns_through_real_home_assistant(
     # 6. HA logged no error about the integration (its warnings are kept in .test-logs/ for the reader).
     assert athena_hass.log_lines("athena", levels=("ERROR", "CRITICAL")) == []
 
-    if dropped_user_turn:
-        pytest.xfail(
-            f"HA {athena_hass.version}: the user turn of a locally handled command is missing from the "
-            "history sent to Athena (the integration takes HA's intent tool-call record for its own answer)"
+
+
+async def _athena_pipeline(
+    athena_hass: HassProcess, http: aiohttp.ClientSession, gateway: GatewayProcess
+) -> str:
+    """The integration added (once per hass) and an Assist pipeline with Athena as its agent."""
+    async with HassWS(athena_hass.url, athena_hass.token) as ws:
+        if AGENT not in {e["entity_id"] for e in await ws.call("config/entity_registry/list")}:
+            flow = await _post(http, "/api/config/config_entries/flow", {"handler": "athena"})
+            await _post(
+                http,
+                f"/api/config/config_entries/flow/{flow['flow_id']}",
+                {"url": gateway.url, "token": gateway.token},
+            )
+        pipeline = await ws.call(
+            "assist_pipeline/pipeline/create",
+            conversation_engine=AGENT, conversation_language="en", language="en", name="Athena streaming",
+            stt_engine=None, stt_language=None, tts_engine=None, tts_language=None, tts_voice=None,
+            wake_word_entity=None, wake_word_id=None,
         )
+    return str(pipeline["id"])
+
+
+def _deltas(events: list[tuple[str, Any, float]]) -> list[tuple[dict[str, Any], float]]:
+    return [
+        (data["chat_log_delta"], at)
+        for kind, data, at in events
+        if kind == "intent-progress" and data and "chat_log_delta" in data
+    ]
+
+
+async def test_the_answer_streams_into_the_pipeline_as_the_model_writes(
+    athena_hass: HassProcess, http: aiohttp.ClientSession, gateway: GatewayProcess, llm: FakeLLMProcess
+) -> None:
+    """A model writing a word every 0.15 s: HA's pipeline gets the first words within half a second of the
+    model's first token, seconds before the answer is complete; the deltas add up to the spoken answer."""
+    pipeline = await _athena_pipeline(athena_hass, http, gateway)
+    answer = " ".join(f"word{i}" for i in range(24)) + "."
+    await llm.configure(reply=answer, chunk_delay=0.15)
+    events = await _run_intent_timed(athena_hass, pipeline, "tell me something long", None)
+    deltas = _deltas(events)
+    assert deltas and deltas[0][0].get("role") == "assistant"
+    texts = [(d["content"], at) for d, at in deltas if d.get("content")]
+    [request] = [r for r in await llm.requests() if r["path"].endswith("/chat/completions")][-1:]
+    first_token = request["sent_at"][1]  # line 0 is the role-only event, line 1 the first word
+    end = next(at for kind, _, at in events if kind == "intent-end")
+    assert texts[0][1] - first_token < 0.5, (texts[0][1] - first_token)
+    assert end - texts[0][1] > 2.0  # the first words were out long before the answer was complete
+    spoken = next(data for kind, data, _ in events if kind == "intent-end")["intent_output"]
+    assert "".join(t for t, _ in texts) == spoken["response"]["speech"]["plain"]["speech"] == answer
+
+
+async def test_a_model_failing_mid_answer_ends_in_a_spoken_error(
+    athena_hass: HassProcess, http: aiohttp.ClientSession, gateway: GatewayProcess, llm: FakeLLMProcess
+) -> None:
+    pipeline = await _athena_pipeline(athena_hass, http, gateway)
+    await llm.configure(reply=" ".join(f"word{i}" for i in range(24)), chunk_delay=0.05, drop_after=6)
+    events = await _run_intent_timed(athena_hass, pipeline, "tell me something long", None)
+    output = next(data for kind, data, _ in events if kind == "intent-end")["intent_output"]
+    sorry = "Sorry, I can't reach my language model right now."
+    assert output["response"]["response_type"] == "error"
+    assert output["response"]["speech"]["plain"]["speech"] == sorry
+    deltas = [d for d, _ in _deltas(events)]
+    assert deltas[-1] == {"content": sorry} and deltas[-2] == {"role": "assistant"}  # said after the words
+    assert any(d.get("content", "").startswith("word") for d in deltas)

@@ -35,6 +35,8 @@ from typing import Any
 from aiohttp import web
 
 DEFAULT_MODELS = ("fake-model", "fake-model-large")
+# Where a request's record is kept on it (a typed key where this aiohttp has them: HA 2025.4's has not).
+_RECORD: Any = web.RequestKey("record", dict) if hasattr(web, "RequestKey") else "record"
 
 
 @dataclass
@@ -189,14 +191,16 @@ class FakeLLM:
         except ValueError:
             body = None
         if self.knobs.record:
-            self.requests.append(
-                {
-                    "method": request.method,
-                    "path": request.path,
-                    "body": body,
-                    "headers": {k.lower(): v for k, v in request.headers.items()},
-                }
-            )
+            record = {
+                "method": request.method,
+                "path": request.path,
+                "body": body,
+                "headers": {k.lower(): v for k, v in request.headers.items()},
+                "received_at": time.time(),
+                "sent_at": [],  # streams: when each line went out (wall clock, to compare across processes)
+            }
+            self.requests.append(record)
+            request[_RECORD] = record
         if self.knobs.delay > 0:
             await asyncio.sleep(self.knobs.delay)
         return body
@@ -276,6 +280,8 @@ class FakeLLM:
             except (ConnectionError, RuntimeError):  # the client went away mid-answer: stop generating
                 self.abandoned += 1
                 return resp
+            if (record := request.get(_RECORD)) is not None:
+                record["sent_at"].append(time.time())
         if trailer:
             await resp.write(trailer)
         await resp.write_eof()
