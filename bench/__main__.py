@@ -5,7 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHES = ("bench.bench_store", "bench.bench_gateway", "bench.bench_local", "bench.bench_llama")
+BENCHES = (
+    "bench.bench_store",
+    "bench.bench_gateway",
+    "bench.bench_stream",
+    "bench.bench_local",
+    "bench.bench_llama",
+)
 
 
 def main() -> int:
