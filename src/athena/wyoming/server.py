@@ -13,7 +13,6 @@ log line; the others are served on. There is no token (HA's Wyoming client has n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -40,6 +39,8 @@ from athena.wyoming.protocol import (
 )
 
 log = structlog.get_logger("athena.wyoming")
+
+CLOSE_TIMEOUT = 2.0  # seconds an answer may take to flush when the peer hung up first
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,8 @@ class WyomingServer:
         try:
             outcome, reason = await Connection(self, reader, writer, peer_ip).serve()
             await self._end(writer, outcome, peer_ip, reason)
+        except asyncio.CancelledError:  # the server is closing; asyncio 3.11 would log the cancelled task
+            writer.transport.abort()
         finally:
             self._connections.discard(task)
 
@@ -132,10 +135,16 @@ class WyomingServer:
             log.error("wyoming.connection_failed", peer=peer, reason=reason)
         else:
             log.warning(f"wyoming.{outcome}", peer=peer, reason=reason)
+        if outcome == "timeout":  # a peer that takes nothing would keep a flushing close open forever
+            writer.transport.abort()
         writer.close()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(1.0):
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
                 await writer.wait_closed()
+        except TimeoutError:
+            writer.transport.abort()
+        except Exception:  # the peer reset it: closed all the same
+            pass
 
 
 class Connection:
