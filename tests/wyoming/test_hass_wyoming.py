@@ -23,19 +23,11 @@ from tests.support.fake_llm import FakeLLM
 from tests.support.gateway import free_port
 from tests.support.hass import HassProcess, HassWS, furnish, hass_version_params, require_version
 
-# Wyoming's discovery through HA's zeroconf, kept on the loopback interface: HA's network settings enable
-# only `lo`, so nothing of this test leaves the machine.
-NETWORK_LO = '{"version": 1, "key": "core.network", "data": {"configured_adapters": ["lo"]}}'
-
 
 @pytest.fixture(scope="module", **hass_version_params())
 def wyoming_hass(request: pytest.FixtureRequest) -> Iterator[HassProcess]:
     require_version(request.param)
-    proc = HassProcess(version=request.param, extra_yaml="assist_pipeline:\n")
-    storage = proc.config_dir / ".storage"
-    storage.mkdir(parents=True, exist_ok=True)
-    (storage / "core.network").write_text(NETWORK_LO)
-    proc.start()
+    proc = HassProcess(version=request.param, extra_yaml="assist_pipeline:\n").start()
     try:
         yield proc
     finally:
@@ -68,7 +60,8 @@ async def add_wyoming(hass: HassProcess, host: str, port: int) -> tuple[str, str
     async with aiohttp.ClientSession(base_url=hass.url, headers=headers) as http:
         flow = await _post(http, "/api/config/config_entries/flow", {"handler": "wyoming"})
         assert flow["type"] == "form" and flow["step_id"] == "user", flow
-        done = await _post(http, f"/api/config/config_entries/flow/{flow['flow_id']}", {"host": host, "port": port})
+        step = f"/api/config/config_entries/flow/{flow['flow_id']}"
+        done = await _post(http, step, {"host": host, "port": port})
         assert done["type"] == "create_entry", done
         assert done["title"] == "Athena"
         entry_id = done["result"]["entry_id"]
@@ -92,9 +85,11 @@ async def agent_of(hass: HassProcess, entry_id: str) -> str:
 
 async def remove_entry(hass: HassProcess, entry_id: str) -> None:
     headers = {"Authorization": f"Bearer {hass.token}"}
-    async with aiohttp.ClientSession(base_url=hass.url, headers=headers) as http:
-        async with http.delete(f"/api/config/config_entries/entry/{entry_id}") as resp:
-            assert resp.status == 200, await resp.text()
+    async with (
+        aiohttp.ClientSession(base_url=hass.url, headers=headers) as http,
+        http.delete(f"/api/config/config_entries/entry/{entry_id}") as resp,
+    ):
+        assert resp.status == 200, await resp.text()
 
 
 async def create_pipeline(hass: HassProcess, agent: str) -> str:
@@ -208,3 +203,4 @@ async def test_home_assistant_adds_athena_over_wyoming(
     finally:
         fake_llm.configure(status=None)
         await remove_entry(wyoming_hass, entry_id)
+
