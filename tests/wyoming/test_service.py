@@ -8,6 +8,7 @@ HA's own zeroconf integration ignores loopback addresses, so HA's discovery step
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from athena.wyoming.discovery import SERVICE_TYPE, default_name
 from tests.api.conftest import make_settings, serve
 from tests.api.test_cli import athena
 from tests.support.fake_llm import FakeLLM
-from tests.support.gateway import free_port
+from tests.support.gateway import GatewayProcess, free_port
 from tests.wyoming.conftest import Peer
 
 
@@ -128,3 +129,44 @@ async def test_zeroconf_advertises_the_service(tmp_path: Path, fake_llm: FakeLLM
 def test_the_default_zeroconf_name_is_stable() -> None:
     assert default_name() == default_name()
     assert default_name().startswith("athena-") and len(default_name()) <= 63
+
+
+async def test_fuzz_at_a_running_athena_serve(fake_llm: FakeLLM) -> None:
+    """The real process (`athena serve`, uvloop): 200 connections of random bytes, then it still answers
+    Wyoming and HTTP, and its log names the bad input without a traceback."""
+    port = free_port()
+    env = {
+        "ATHENA_LLM_URL": fake_llm.url + "/v1",
+        "ATHENA_STORE_URL": "memory://",
+        "ATHENA_WYOMING_PORT": f"tcp://127.0.0.1:{port}",
+        "ATHENA_WYOMING_ZEROCONF": "false",
+    }
+    rnd = random.Random(7)
+    with GatewayProcess(env) as gw:
+
+        async def one() -> None:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError as exc:
+                raise AssertionError(f"the Wyoming port stopped answering: {exc}") from exc
+            try:
+                writer.write(rnd.randbytes(rnd.randrange(1, 2048)) + b"\n")
+                await writer.drain()
+                async with asyncio.timeout(10):
+                    while await reader.read(65536):
+                        pass
+            except ConnectionError:
+                pass
+            finally:
+                writer.close()
+
+        for _ in range(20):
+            await asyncio.gather(*(one() for _ in range(10)))
+        peer = await connect(port)
+        assert (await peer.ask("describe")).type == "info"
+        answer = await peer.ask("transcript", {"text": "still there?"})
+        assert answer.data["text"] == "Reply to: still there?"
+        await peer.close()
+        assert gw.request("GET", "/health/live")[0] == 200
+        log = gw.log()
+    assert "wyoming.bad_input" in log and "Traceback" not in log
