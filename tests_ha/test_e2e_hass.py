@@ -206,6 +206,9 @@ async def test_satellite_turns_through_real_home_assistant(
     assert answer["conversation_id"]
     assert _pairs((await llm.chat_requests())[-1]) == [("user", "ping over rest")]
 
+    # 6. HA logged no error about the integration (its warnings are kept in .test-logs/ for the reader).
+    assert athena_hass.log_lines("athena", levels=("ERROR", "CRITICAL")) == []
+
     if dropped_user_turn:
         pytest.xfail(
             f"HA {athena_hass.version}: the user turn of a locally handled command is missing from the "

@@ -180,7 +180,6 @@ def hass_versions() -> list[str]:
     return [v for v in wanted if v]
 
 
-
 def write_config(config_dir: Path, port: int, extra_yaml: str = "") -> None:
     config_dir.mkdir(parents=True, exist_ok=True)
     text = CONFIG_YAML.format(port=port)
