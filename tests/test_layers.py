@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {"sessions", "local"},  # the session policy; the local path (HA's sentences)
     {"engine"},  # the one owner of a turn
     {"gateway"},  # the composition root
+    {"wyoming"},  # the Wyoming server (a wire format of its own, started with the gateway by the app)
     {"api"},  # wire formats on top
     {"cli"},
     {"__main__"},
