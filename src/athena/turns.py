@@ -100,6 +100,7 @@ class Reply:
     finish_reason: str | None = None  # the model's own ("stop", "length", "tool_calls"); None off the LLM
     usage: Usage | None = None
     tool_calls: Sequence[ToolCall] = ()  # calls of a client's own tools, for that client to run
+    kept: bool = True  # False: streamed and heard, but the store failed to keep it
 
 
 @dataclass(frozen=True, slots=True)

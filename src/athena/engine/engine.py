@@ -153,6 +153,8 @@ class Engine:
             async for _ in deltas:
                 pass
         assert run.reply is not None
+        if not run.reply.kept:  # nothing was heard yet: say the turn was not kept, so it is asked again
+            return self.failed(turn, run.session, StoreError("the answer could not be saved"), run._started)
         return run.reply
 
     # -- the stateless relay --------------------------------------------------------------------------
@@ -200,12 +202,11 @@ class Engine:
         return await self.sessions.clear(device)
 
     # -- bookkeeping shared by every run ----------------------------------------------------------------
-    def answered(self, turn: Turn, session: Session, path: AnswerPath, started: float) -> float:
-        latency = _ms(started)
+    def answered(self, turn: Turn, session: Session, path: AnswerPath, latency: float) -> None:
+        """Count and log an answer, once it is kept (the one place answers are counted)."""
         ANSWERS.labels(path=path).inc()
         log.info("turn.answered", device=session.device, session_id=session.id, path=path, latency_ms=latency)
         log.debug("turn.text", device=session.device, text=turn.text)
-        return latency
 
     def failed(self, turn: Turn, session: Session | None, exc: BaseException, started: float) -> Reply:
         failure = failure_of(exc)
@@ -259,7 +260,7 @@ class TurnRun:
             reset = None if turn.tool_results else is_start_over(turn.text, turn.language)
             self.session = await self._session(new=turn.new_session or reset is not None)
             if reset is not None:  # the fresh session is the whole of "start over": one store write
-                engine.answered(turn, self.session, "reset", self._started)
+                engine.answered(turn, self.session, "reset", _ms(self._started))
                 self.reply = Reply(
                     speech=reset, session_id=self.session.id, response_type="action_done", path="reset",
                     continue_conversation=wants_follow_up(reset),
@@ -324,9 +325,9 @@ class TurnRun:
             final = "".join(parts[self._round_start:]).strip()  # earlier calls' words are kept with them
             self.reply = await self._finish(final, completion=completion, tools=tools, heard=heard)
         except Exception as exc:
-            if parts and isinstance(exc, StoreError):  # the answer was heard; only keeping it failed
+            if parts and isinstance(exc, StoreError):  # heard when streamed: only keeping it failed
                 log.warning("turn.save_failed", session_id=self.session_id, error=str(exc))
-                self.reply = Reply(speech="".join(parts).strip(), session_id=self.session_id)
+                self.reply = Reply(speech="".join(parts).strip(), session_id=self.session_id, kept=False)
             else:
                 self.reply = engine.failed(turn, self.session, exc, self._started)
 
@@ -443,7 +444,7 @@ class TurnRun:
         assert session is not None
         path: AnswerPath = "local" if local is not None else "llm"
         now = engine.clock()
-        latency = engine.answered(turn, session, path, self._started)
+        latency = _ms(self._started)
         if local is not None:
             meta = MessageMeta(
                 device=session.device, path=path, latency_ms=latency, intent=local.memory,
@@ -459,6 +460,7 @@ class TurnRun:
         said = list(turn.tool_results) or [Message("user", turn.text, now, MessageMeta(session.device))]
         rounds = tools.records if tools is not None else []
         await self._save([*said, *rounds, Message("assistant", text, now, meta)], step="save")
+        engine.answered(turn, session, path, latency)
         acted = tools is not None and bool(tools.success)
         return Reply(
             speech=heard or text,
