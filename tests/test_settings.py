@@ -81,7 +81,7 @@ def test_an_unknown_key_inside_devices_stops_the_start(env: pytest.MonkeyPatch, 
         "known: timeout, max_age"
     )
     path = tmp_path / "athena.toml"
-    path.write_text('[devices.kitchen]\nmax_agee = 60\n')
+    path.write_text("[devices.kitchen]\nmax_agee = 60\n")
     env.delenv("ATHENA_DEVICES")
     env.setenv("ATHENA_CONFIG_FILE", str(path))
     assert bad(env).startswith(f"devices in {path}: device 'kitchen' has no setting 'max_agee'")
@@ -159,7 +159,12 @@ async def test_serve_stops_on_an_unknown_key_in_the_file(tmp_path: Path) -> None
 
 async def test_an_unknown_variable_is_a_warning_not_a_stop(tmp_path: Path) -> None:
     code, _, err = await athena(
-        "sessions", "list", "--url", "http://127.0.0.1:9", "--token", "x",
+        "sessions",
+        "list",
+        "--url",
+        "http://127.0.0.1:9",
+        "--token",
+        "x",
         env={"ATHENA_DATA_DIR": str(tmp_path), "ATHENA_SESION_TIMEOUT": "60"},
     )
     lines = err.strip().splitlines()
@@ -173,7 +178,12 @@ async def test_an_unknown_variable_is_a_warning_not_a_stop(tmp_path: Path) -> No
 @pytest.mark.parametrize("command", [["chat", "--device", "kitchen display"], ["sessions", "show", "a b"]])
 async def test_a_bad_device_id_fails_before_anything_is_sent(tmp_path: Path, command: list[str]) -> None:
     code, out, err = await athena(
-        *command, "--url", "http://127.0.0.1:9", "--token", "x", env={"ATHENA_DATA_DIR": str(tmp_path)},
+        *command,
+        "--url",
+        "http://127.0.0.1:9",
+        "--token",
+        "x",
+        env={"ATHENA_DATA_DIR": str(tmp_path)},
         stdin="hello\n",
     )
     assert code == 2 and out == ""  # no banner, no turn

@@ -17,7 +17,17 @@ import structlog
 
 from athena.engine.keys import conversation_key, device_key, one_off_key
 from athena.engine.prompt import PromptSettings, build_messages
-from athena.llm.base import Completion, LLMBackend, LLMError, LLMHTTPError, LLMTimeout, RelayChunk, Relayed
+from athena.llm.base import (
+    Completion,
+    LLMBackend,
+    LLMError,
+    LLMHTTPError,
+    LLMModelMissing,
+    LLMTimeout,
+    LLMWrongEndpoint,
+    RelayChunk,
+    Relayed,
+)
 from athena.local.reset import is_start_over
 from athena.observability import ANSWERS, LOCAL_SECONDS
 from athena.records import Message, MessageMeta, Session
@@ -30,6 +40,8 @@ log = structlog.get_logger("athena.engine")
 SPOKEN_ERRORS: dict[Failure, str] = {
     "llm_error": "Sorry, I can't reach my language model right now.",
     "llm_timeout": "Sorry, my language model is taking too long to answer.",
+    "llm_model_missing": "Sorry, the language model I'm set up to use isn't installed on its server.",
+    "llm_misconfigured": "Sorry, my language model's address isn't set up right.",
     "store": "Sorry, I can't reach my memory right now. Please try again in a moment.",
     "internal": "Sorry, something went wrong on my side.",
 }
@@ -44,6 +56,10 @@ def wants_follow_up(answer: str) -> bool:
 def failure_of(exc: BaseException) -> Failure:
     if isinstance(exc, LLMTimeout):
         return "llm_timeout"
+    if isinstance(exc, LLMModelMissing):
+        return "llm_model_missing"
+    if isinstance(exc, LLMWrongEndpoint):
+        return "llm_misconfigured"
     if isinstance(exc, LLMError):
         return "llm_error"
     if isinstance(exc, StoreError):

@@ -14,8 +14,12 @@ The gateway's composition root (athena.gateway) builds the configured backend fr
 
 Errors: ``LLMTimeout`` past ``llm_connect_timeout`` (connecting), ``llm_first_token_timeout`` (streams: no
 text yet) or ``llm_timeout`` (the whole answer); ``LLMError`` for everything else, with a short message fit
-for a log line (no user text in it). ``LLMHTTPError`` (an LLMError) has the upstream ``status`` and ``body``.
+for a log line (no user text in it). ``LLMHTTPError`` (an LLMError) has the upstream ``status`` and ``body``;
+two kinds of it say what an operator must fix: ``LLMModelMissing`` (the server does not serve the model) and
+``LLMWrongEndpoint`` (a 404 that is not about a model: the URL's path or the API kind is wrong).
 Streams raise the same errors mid-stream.
+
+``ping()`` is readiness: the model list answers, is the protocol's, and names the configured model.
 
 The stateless OpenAI relay (for the gateway's ``POST /v1/chat/completions``), on every backend:
 
@@ -46,7 +50,9 @@ from athena.llm.base import (
     LLMBackend,
     LLMError,
     LLMHTTPError,
+    LLMModelMissing,
     LLMTimeout,
+    LLMWrongEndpoint,
     RelayChunk,
     Relayed,
     RelayStream,
@@ -64,7 +70,9 @@ __all__ = [
     "LLMBackend",
     "LLMError",
     "LLMHTTPError",
+    "LLMModelMissing",
     "LLMTimeout",
+    "LLMWrongEndpoint",
     "OllamaBackend",
     "OpenAIBackend",
     "RelayChunk",

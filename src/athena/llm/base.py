@@ -29,6 +29,15 @@ class LLMHTTPError(LLMError):
         self.body = body
 
 
+class LLMModelMissing(LLMHTTPError):
+    """The server answers but does not serve the model asked for (not pulled, misspelt, not loaded)."""
+
+
+class LLMWrongEndpoint(LLMHTTPError):
+    """The server answers, but not the API asked for: the URL's path or the API kind (openai/ollama) is
+    wrong. A 404 page from a wrong path, or a 200 that is not the protocol at the model list."""
+
+
 @dataclass(frozen=True, slots=True)
 class Completion:
     """How an answer ended: its whole text, the model's finish reason, token usage and tool calls."""

@@ -15,6 +15,7 @@ spans a generator's ``yield``.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from athena.llm.base import LLMError, LLMHTTPError, LLMTimeout
+from athena.llm.base import LLMError, LLMHTTPError, LLMModelMissing, LLMTimeout, LLMWrongEndpoint
 from athena.observability import LLM_FIRST_TOKEN_SECONDS, LLM_SECONDS
 
 ERROR_BODY_LIMIT = 4096  # bytes of an HTTP error body kept for the message and the relay
@@ -155,6 +156,8 @@ class HTTPBackend:
 
     name: str
     model: str
+    api: str  # "openai" or "ollama": the wire format, named in errors about a wrong URL or API kind
+    models_path: str  # the model list, which ping() reads
 
     def __init__(
         self,
@@ -252,8 +255,23 @@ class HTTPBackend:
                 raw = await resp.content.read(ERROR_BODY_LIMIT)
             finally:
                 resp.close()
-            raise LLMHTTPError(_http_error_message(resp.status, raw), resp.status, raw)
+            raise self.http_error(resp.status, raw, url.path)
         return resp
+
+    def http_error(self, status: int, raw: bytes, path: str) -> LLMHTTPError:
+        """An upstream HTTP error, told apart: the model is not served, the URL or API kind is wrong, else
+        the plain status (a refused key, an overloaded server)."""
+        message = _http_error_message(status, raw)
+        if status in (400, 404) and _MODEL_MISSING.search(_detail(raw)):
+            return LLMModelMissing(f"the LLM at {self.url} does not serve the model: {message}", status, raw)
+        if status in (404, 405):
+            return LLMWrongEndpoint(
+                f"the LLM at {self.url} has no {path} (HTTP {status}), so it is not an {self.api} API there: "
+                f"{WRONG_ENDPOINT_HINT}",
+                status,
+                raw,
+            )
+        return LLMHTTPError(message, status, raw)
 
     async def _request_json(self, method: str, path: str, body: bytes | None, deadline: Deadline) -> bytes:
         """A whole answer's bytes within the deadline (one timeout for sending and reading)."""
@@ -295,19 +313,39 @@ class HTTPBackend:
 
     # -- shared endpoints ------------------------------------------------------------------------------
     async def _probe(self, path: str) -> Any:
-        """GET a JSON listing with the connect timeout as the whole budget."""
+        """GET a JSON listing with the connect timeout as the whole budget; a 200 that is not JSON is the
+        wrong endpoint (a web page where the API should be)."""
         deadline = Deadline(
             Timeouts(self.timeouts.connect, self.timeouts.connect, self.timeouts.connect), streaming=False
         )
-        return loads(await self._request_json("GET", path, None, deadline), "model list")
-
-    async def _ping(self, path: str) -> None:
-        """Reachable means it answers HTTP; 401/403 and 5xx still count as failures (wrong key, broken)."""
+        raw = await self._request_json("GET", path, None, deadline)
         try:
-            await self._probe(path)
-        except LLMHTTPError as exc:
-            if exc.status in (401, 403) or exc.status >= 500:
-                raise
+            return loads(raw, "model list")
+        except LLMError as exc:
+            raise self.not_a_model_list(f"{exc}") from None
+
+    def not_a_model_list(self, what: str) -> LLMWrongEndpoint:
+        return LLMWrongEndpoint(
+            f"the LLM at {self.url} answered {self.models_path} with something that is not an {self.api} "
+            f"model list ({what}): {WRONG_ENDPOINT_HINT}",
+            200,
+        )
+
+    async def models(self) -> list[str]:
+        raise NotImplementedError
+
+    async def ping(self) -> None:
+        """Ready means: the model list answers, is this API's, and names the configured model. Anything
+        less fails with the reason an operator needs (unreachable, a refused key, a wrong URL or API kind,
+        the model missing)."""
+        served = await self.models()
+        if not serves(served, self.model):
+            listed = ", ".join(repr(m) for m in served[:8]) + (", ..." if len(served) > 8 else "")
+            raise LLMModelMissing(
+                f"the LLM at {self.url} does not serve model {self.model!r} "
+                f"({'it serves ' + listed if served else 'it serves no model'})",
+                404,
+            )
 
     # -- metrics ---------------------------------------------------------------------------------------
     def observe_answer(self, deadline: Deadline) -> None:
@@ -315,6 +353,38 @@ class HTTPBackend:
 
     def observe_first_token(self, deadline: Deadline) -> None:
         self._first_token_seconds.observe(deadline.got_first_token())
+
+
+WRONG_ENDPOINT_HINT = (
+    "check the URL and the API kind (openai: the base URL ending where /chat/completions begins, "
+    "e.g. http://host:11434/v1; ollama: the server's root)"
+)
+# An upstream's 400/404 that is about the model, not the path: Ollama ('model "x" not found, try pulling
+# it first'), OpenAI and vLLM ('The model `x` does not exist'), LiteLLM ('Invalid model name').
+_MODEL_MISSING = re.compile(
+    r"model\b.*\b(not found|does not exist|not exist|not available|unknown|no such|try pulling)"
+    r"|\b(invalid|unknown|no such) model",
+    re.IGNORECASE,
+)
+
+
+def serves(served: list[str], model: str) -> bool:
+    """Whether a model list names the model; Ollama's implicit ":latest" tag counts as the same name."""
+    if model in served:
+        return True
+    bare = model.removesuffix(":latest")
+    return any(m.removesuffix(":latest") == bare for m in served)
+
+
+def _detail(raw: bytes) -> str:
+    """The text of an error body, whatever its shape (OpenAI, Ollama, vLLM, FastAPI, plain text)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace")[:500]
+    if isinstance(data, dict):
+        return " ".join(error_detail(data.get(k) or "") for k in ("error", "message", "detail"))
+    return str(data)[:500]
 
 
 def error_detail(err: Any) -> str:

@@ -155,6 +155,9 @@ def _content(data: Any) -> tuple[str, dict[str, Any]]:
 
 
 class OllamaBackend(HTTPBackend):
+    api = "ollama"
+    models_path = "/api/tags"
+
     def __init__(
         self,
         url: str,
@@ -210,11 +213,8 @@ class OllamaBackend(HTTPBackend):
         data = await self._probe("/api/tags")
         items = data.get("models") if isinstance(data, dict) else None
         if not isinstance(items, list):
-            raise LLMError("the LLM's model list has no 'models' list")
+            raise self.not_a_model_list("no 'models' list")
         return [str(m.get("name") or m.get("model")) for m in items if isinstance(m, dict)]
-
-    async def ping(self) -> None:
-        await self._ping("/api/tags")
 
     # -- the relay: OpenAI request in, OpenAI wire format out ------------------------------------------
     def _relay_body(self, body: Mapping[str, Any], stream: bool) -> bytes:

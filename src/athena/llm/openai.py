@@ -22,6 +22,9 @@ Batch = tuple[bytes, list[ChunkInfo]]  # the events as they came (to relay) and 
 
 
 class OpenAIBackend(HTTPBackend):
+    api = "openai"
+    models_path = "/models"
+
     def __init__(
         self,
         url: str,
@@ -73,11 +76,8 @@ class OpenAIBackend(HTTPBackend):
         data = await self._probe("/models")
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
-            raise LLMError("the LLM's model list has no 'data' list")
+            raise self.not_a_model_list("no 'data' list")
         return [str(m["id"]) for m in items if isinstance(m, dict) and "id" in m]
-
-    async def ping(self) -> None:
-        await self._ping("/models")
 
     # -- the relay -------------------------------------------------------------------------------------
     async def relay(self, body: Mapping[str, Any]) -> Relayed:
