@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from athena.api.auth import ApiToken
 from athena.api.errors import error_body
-from athena.observability import REQUEST_SECONDS, REQUESTS
+from athena.observability import REQUEST_SECONDS, REQUESTS, REQUESTS_IN_FLIGHT
 
 log = structlog.get_logger("athena.api")
 
@@ -57,6 +57,7 @@ class GatewayMiddleware:
         rid = given if given is not None and _REQUEST_ID.fullmatch(given) else os.urandom(8).hex().encode()
         ctx = structlog.contextvars.bind_contextvars(request_id=rid.decode())
         status = 500
+        REQUESTS_IN_FLIGHT.inc()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -82,6 +83,7 @@ class GatewayMiddleware:
                 receive = checked
             await self.app(scope, receive, send_with_id)
         finally:
+            REQUESTS_IN_FLIGHT.dec()
             endpoint = self._endpoint(scope)
             elapsed = time.perf_counter() - started
             self._observe(endpoint, status, elapsed)

@@ -29,7 +29,7 @@ from athena.llm.base import (
     Relayed,
 )
 from athena.local.reset import is_start_over
-from athena.observability import ANSWERS, LOCAL_SECONDS
+from athena.observability import ANSWERS, FAILURES, LOCAL_SECONDS
 from athena.records import Message, MessageMeta, Session
 from athena.sessions.manager import SessionManager
 from athena.stores.base import SessionGone, StoreError
@@ -135,6 +135,7 @@ class Engine:
 
     def _relay_failed(self, exc: LLMError, *, streamed: bool) -> RelayFailed:
         ANSWERS.labels(path="error").inc()
+        FAILURES.labels(reason=failure_of(exc)).inc()
         status = exc.status if isinstance(exc, LLMHTTPError) else None
         log.warning("relay.failed", error=str(exc) or type(exc).__name__, status=status, streamed=streamed)
         body = exc.body if isinstance(exc, LLMHTTPError) else b""
@@ -169,6 +170,7 @@ class Engine:
     def failed(self, turn: Turn, session: Session | None, exc: BaseException, started: float) -> Reply:
         failure = failure_of(exc)
         ANSWERS.labels(path="error").inc()
+        FAILURES.labels(reason=failure).inc()
         fields = {
             "device": session.device if session else device_key(turn),
             "session_id": session.id if session else None,

@@ -38,7 +38,9 @@ The stateless OpenAI relay (for the gateway's ``POST /v1/chat/completions``), on
 - With a fallback configured, ``relay`` and ``relay_stream`` fall back like ``chat`` and ``stream``.
 
 Metrics (observability.py): ``LLM_SECONDS{backend}`` per complete answer, ``LLM_FIRST_TOKEN_SECONDS{backend}``
-per stream; a fallback backend is labelled ``<api>-fallback``.
+per answer (a whole one's first token comes with its end), ``LLM_ERRORS{backend, kind}`` per failed answer
+(probes are not counted), ``LLM_FALLBACKS{backend}`` each time the primary's failure sent a request to the
+fallback; a fallback backend is labelled ``<api>-fallback``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from athena.llm.base import (
     LLMHTTPError,
     LLMModelMissing,
     LLMTimeout,
+    LLMUnreachable,
     LLMWrongEndpoint,
     RelayChunk,
     Relayed,
@@ -72,6 +75,7 @@ __all__ = [
     "LLMHTTPError",
     "LLMModelMissing",
     "LLMTimeout",
+    "LLMUnreachable",
     "LLMWrongEndpoint",
     "OllamaBackend",
     "OpenAIBackend",

@@ -20,6 +20,10 @@ class LLMTimeout(LLMError):
     pass
 
 
+class LLMUnreachable(LLMError):
+    """No connection to the backend (refused, no route, name not resolved)."""
+
+
 class LLMHTTPError(LLMError):
     """The backend answered with an HTTP error; a relay may pass ``status`` and ``body`` on to its client."""
 

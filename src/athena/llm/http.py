@@ -17,16 +17,26 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
 from yarl import URL
 
-from athena.llm.base import LLMError, LLMHTTPError, LLMModelMissing, LLMTimeout, LLMWrongEndpoint
-from athena.observability import LLM_FIRST_TOKEN_SECONDS, LLM_SECONDS
+from athena.llm.base import (
+    LLMError,
+    LLMHTTPError,
+    LLMModelMissing,
+    LLMTimeout,
+    LLMUnreachable,
+    LLMWrongEndpoint,
+)
+from athena.observability import LLM_ERRORS, LLM_FIRST_TOKEN_SECONDS, LLM_SECONDS
+
+T = TypeVar("T")
 
 ERROR_BODY_LIMIT = 4096  # bytes of an HTTP error body kept for the message and the relay
 _JSON_HEADERS = {"Content-Type": "application/json"}
@@ -42,7 +52,7 @@ class Timeouts:
 class Deadline:
     """Where a request stands against its deadlines; ``at`` moves from the first-token to the total one."""
 
-    __slots__ = ("at", "first", "start", "timeouts", "total")
+    __slots__ = ("at", "first", "first_seen", "start", "timeouts", "total")
 
     def __init__(self, timeouts: Timeouts, *, streaming: bool) -> None:
         self.timeouts = timeouts
@@ -51,10 +61,12 @@ class Deadline:
         self.total = loop_now + timeouts.total
         self.first = loop_now + min(timeouts.first_token, timeouts.total) if streaming else self.total
         self.at = self.first
+        self.first_seen = False
 
     def got_first_token(self) -> float:
         """Switch to the whole-answer deadline; return seconds since the start."""
         self.at = self.total
+        self.first_seen = True
         return time.monotonic() - self.start
 
     def elapsed(self) -> float:
@@ -179,6 +191,7 @@ class HTTPBackend:
         self._urls: dict[str, URL] = {}
         self._llm_seconds = LLM_SECONDS.labels(backend=name)
         self._first_token_seconds = LLM_FIRST_TOKEN_SECONDS.labels(backend=name)
+        self._errors = {kind: LLM_ERRORS.labels(backend=name, kind=kind) for kind in ERROR_KINDS}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, url={self.url!r}, model={self.model!r})"
@@ -249,7 +262,9 @@ class HTTPBackend:
             try:
                 resp = await self._http().request(method, url, data=body, headers=headers)
             except aiohttp.ServerDisconnectedError:
-                raise LLMError(f"the LLM at {self.url} closed the connection without answering") from None
+                raise LLMUnreachable(
+                    f"the LLM at {self.url} closed the connection without answering"
+                ) from None
         if resp.status >= 400:
             try:
                 raw = await resp.content.read(ERROR_BODY_LIMIT)
@@ -302,7 +317,7 @@ class HTTPBackend:
                 reason = "connection refused"
             else:
                 reason = (err.strerror or str(err)) if err else str(exc)
-            return LLMError(f"cannot reach the LLM at {self.url}: {reason}")
+            return LLMUnreachable(f"cannot reach the LLM at {self.url}: {reason}")
         if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
             return LLMError("the LLM closed the connection in the middle of its answer")
         if isinstance(exc, TimeoutError | _Expired):
@@ -349,7 +364,25 @@ class HTTPBackend:
 
     # -- metrics ---------------------------------------------------------------------------------------
     def observe_answer(self, deadline: Deadline) -> None:
+        """A complete answer; one that was not streamed (or showed nothing before its end) had its first
+        token at its end, so every call is in the first-token histogram."""
+        if not deadline.first_seen:
+            self.observe_first_token(deadline)
         self._llm_seconds.observe(deadline.elapsed())
+
+    def count_error(self, exc: LLMError) -> None:
+        """An answer failed (probes are not counted): athena_llm_errors_total{backend, kind}."""
+        self._errors[error_kind(exc)].inc()
+
+    async def counted(self, source: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
+        """A streamed answer's items, its failure counted once (closing it early is no failure)."""
+        try:
+            async with aclosing(source) as items:
+                async for item in items:
+                    yield item
+        except LLMError as exc:
+            self.count_error(exc)
+            raise
 
     def observe_first_token(self, deadline: Deadline) -> None:
         self._first_token_seconds.observe(deadline.got_first_token())
@@ -366,6 +399,24 @@ _MODEL_MISSING = re.compile(
     r"|\b(invalid|unknown|no such) model",
     re.IGNORECASE,
 )
+
+
+ERROR_KINDS = ("timeout", "unreachable", "model_missing", "wrong_endpoint", "http", "protocol")
+
+
+def error_kind(exc: LLMError) -> str:
+    """The `kind` label of athena_llm_errors_total."""
+    if isinstance(exc, LLMTimeout):
+        return "timeout"
+    if isinstance(exc, LLMUnreachable):
+        return "unreachable"
+    if isinstance(exc, LLMModelMissing):
+        return "model_missing"
+    if isinstance(exc, LLMWrongEndpoint):
+        return "wrong_endpoint"
+    if isinstance(exc, LLMHTTPError):
+        return "http"
+    return "protocol"  # garbage, a cut-off stream, an answer that is not the wire format
 
 
 def serves(served: list[str], model: str) -> bool:

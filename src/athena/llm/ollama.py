@@ -183,10 +183,16 @@ class OllamaBackend(HTTPBackend):
     # -- the backend interface -------------------------------------------------------------------------
     async def chat(self, messages: Sequence[ChatMessage], **options: Any) -> str:
         deadline = Deadline(self.timeouts, streaming=False)
-        raw = await self._request_json("POST", "/api/chat", self._body(messages, options, False), deadline)
-        text, message = _content(loads(raw))
-        if not text and message.get("tool_calls"):
-            raise LLMError("the LLM's answer has no text (it called a tool)")
+        try:
+            raw = await self._request_json(
+                "POST", "/api/chat", self._body(messages, options, False), deadline
+            )
+            text, message = _content(loads(raw))
+            if not text and message.get("tool_calls"):
+                raise LLMError("the LLM's answer has no text (it called a tool)")
+        except LLMError as exc:
+            self.count_error(exc)
+            raise
         self.observe_answer(deadline)
         return text
 
@@ -227,9 +233,14 @@ class OllamaBackend(HTTPBackend):
 
     async def relay(self, body: Mapping[str, Any]) -> Relayed:
         deadline = Deadline(self.timeouts, streaming=False)
-        raw = await self._request_json("POST", "/api/chat", self._relay_body(body, False), deadline)
-        data = loads(raw)
-        text, message = _content(data)
+        request = self._relay_body(body, False)  # a client's body without messages is no upstream failure
+        try:
+            raw = await self._request_json("POST", "/api/chat", request, deadline)
+            data = loads(raw)
+            text, message = _content(data)
+        except LLMError as exc:
+            self.count_error(exc)
+            raise
         calls = _calls(message)
         answer = chat_completion(
             str(data.get("model") or self.model),
@@ -266,8 +277,13 @@ class OllamaBackend(HTTPBackend):
                     yield RelayChunk(b"".join(events), "".join(t for t, _ in batch))
 
     # -- NDJSON ----------------------------------------------------------------------------------------
-    async def _lines(self, body: bytes) -> AsyncGenerator[list[tuple[str, dict[str, Any]]], None]:
-        """(text delta, object) per NDJSON line, in batches (one network read), the last with ``done``."""
+    def _lines(self, body: bytes) -> AsyncGenerator[list[tuple[str, dict[str, Any]]], None]:
+        """(text delta, object) per NDJSON line, in batches (one network read), the last with ``done``;
+        a failure is counted once, by kind."""
+        return self.counted(self._raw_lines(body))
+
+    async def _raw_lines(self, body: bytes) -> AsyncGenerator[list[tuple[str, dict[str, Any]]], None]:
+        """The lines, uncounted."""
         deadline = Deadline(self.timeouts, streaming=True)
         resp = await self._send("POST", self._chat_url, body, deadline)
         reader = self.lines(resp, deadline)

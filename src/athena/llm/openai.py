@@ -46,10 +46,14 @@ class OpenAIBackend(HTTPBackend):
     # -- the backend interface -------------------------------------------------------------------------
     async def chat(self, messages: Sequence[ChatMessage], **options: Any) -> str:
         deadline = Deadline(self.timeouts, streaming=False)
-        raw = await self._request_json(
-            "POST", "/chat/completions", self._body(messages, options, False), deadline
-        )
-        text = read_completion(loads(raw), strict=True).text
+        try:
+            raw = await self._request_json(
+                "POST", "/chat/completions", self._body(messages, options, False), deadline
+            )
+            text = read_completion(loads(raw), strict=True).text
+        except LLMError as exc:
+            self.count_error(exc)
+            raise
         self.observe_answer(deadline)
         return text
 
@@ -83,8 +87,14 @@ class OpenAIBackend(HTTPBackend):
     async def relay(self, body: Mapping[str, Any]) -> Relayed:
         """The upstream's JSON answer, unchanged; tool calls pass (their text is "")."""
         deadline = Deadline(self.timeouts, streaming=False)
-        raw = await self._request_json("POST", "/chat/completions", self._relay_body(body, False), deadline)
-        text = read_completion(loads(raw), strict=False).text
+        try:
+            raw = await self._request_json(
+                "POST", "/chat/completions", self._relay_body(body, False), deadline
+            )
+            text = read_completion(loads(raw), strict=False).text
+        except LLMError as exc:
+            self.count_error(exc)
+            raise
         self.observe_answer(deadline)
         return Relayed(raw, text)
 
@@ -95,8 +105,13 @@ class OpenAIBackend(HTTPBackend):
                 yield RelayChunk(events, "".join(i.text for i in infos))
 
     # -- SSE -------------------------------------------------------------------------------------------
-    async def _events(self, body: bytes) -> AsyncGenerator[Batch, None]:
-        """The upstream's events in batches (all that came in one read), the last batch ending with [DONE].
+    def _events(self, body: bytes) -> AsyncGenerator[Batch, None]:
+        """The upstream's events in batches (all that came in one read), the last batch ending with [DONE];
+        a failure is counted once, by kind."""
+        return self.counted(self._raw_events(body))
+
+    async def _raw_events(self, body: bytes) -> AsyncGenerator[Batch, None]:
+        """The events, uncounted.
 
         Events before the model's first output (the role-only one) are held and sent with it: the caller's
         first batch then means "the answer has started", and a relay saves a write before the first token.
