@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     api_token: SecretStr | None = None
     max_body_bytes: int = Field(65_536, ge=1024)
+    # POST /v1/chat/completions: HA's llama_cpp/litellm send the whole chat log, the exposed-entity overview
+    # and every tool schema each turn (measured with HA 2026.11's own code: 43 KB for 50 entities and 20
+    # turns, 66 KB for 100, 171 KB for 200 entities and 40 turns; bench/ha_request_body.py).
+    max_body_bytes_openai: int = Field(1_048_576, ge=1024)
     max_text_chars: int = Field(2_000, ge=1)
 
     # LLM backend.

@@ -50,6 +50,7 @@ def create_app(
         GatewayMiddleware,
         token=token,
         max_body=settings.max_body_bytes,
+        body_limits={"/v1/chat/completions": settings.max_body_bytes_openai},
         endpoints={r.path for r in routes},
         start_error=lambda: start_error[0] if start_error else None,
     )
