@@ -36,7 +36,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-STORE_SCHEMES = ("sqlite", "redis", "rediss", "memory")
+STORE_SCHEMES = ("sqlite", "redis", "rediss", "redis+cluster", "rediss+cluster", "memory")
 
 
 class DevicePolicy(BaseModel):
@@ -105,7 +105,10 @@ class Settings(BaseSettings):
     @classmethod
     def _known_scheme(cls, v: str) -> str:
         if v and v.split(":", 1)[0] not in STORE_SCHEMES:
-            raise ValueError(f"unknown store scheme in {v!r}; use sqlite:///path, redis://host:port/db or memory://")
+            raise ValueError(
+                f"unknown store scheme in {v!r}; use sqlite:///path, redis://host:port/db, "
+                "redis+cluster://host:port or memory://"
+            )
         return v
 
     @field_validator("llm_url", "llm_fallback_url", "ha_url")

@@ -34,7 +34,7 @@ from athena.llm import (
 )
 from athena.local import LocalPath
 from athena.sessions.manager import DeviceRule, SessionManager, SessionPolicy
-from athena.stores import StoreError, create_store, store_kind
+from athena.stores import StoreDegraded, StoreError, create_store, store_kind
 
 log = structlog.get_logger("athena")
 
@@ -191,7 +191,8 @@ def llm_parts(llm: LLMBackend) -> dict[str, LLMBackend]:
 
 @dataclass(frozen=True, slots=True)
 class Readiness:
-    """Each check's result: {"ok": True, "ms"} or {"ok": False, "error", "problem"}.
+    """Each check's result: {"ok": True, "ms"} (with "degraded" when it answers only in part) or
+    {"ok": False, "error", "problem"}.
 
     Ready while the store answers and any LLM backend can answer (a fallback that answers every turn keeps
     the gateway ready); the checks that failed meanwhile are `degraded`.
@@ -206,7 +207,12 @@ class Readiness:
 
     @property
     def failed(self) -> dict[str, str]:
-        return {name: r["error"] for name, r in self.checks.items() if not r["ok"]}
+        """What failed, and what answers only in part (a Redis Cluster with a node down)."""
+        return {
+            name: r.get("error") or r["degraded"]
+            for name, r in self.checks.items()
+            if not r["ok"] or r.get("degraded")
+        }
 
     def reason(self) -> str:
         return "; ".join(f"{name}: {error}" for name, error in self.failed.items())
@@ -239,6 +245,8 @@ async def _one(ping: Callable[[], Awaitable[None]]) -> dict[str, Any]:
             await ping()
     except TimeoutError:
         return {"ok": False, "error": f"no answer within {PROBE_TIMEOUT:g}s", "problem": "timeout"}
+    except StoreDegraded as exc:  # serves some devices: ready, and says which part is missing
+        return {"ok": True, "degraded": str(exc), "ms": round((time.perf_counter() - started) * 1000, 1)}
     except Exception as exc:  # any failure means "not ready"; the reason goes to the caller
         return {"ok": False, "error": str(exc) or type(exc).__name__, "problem": problem(exc)}
     return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
