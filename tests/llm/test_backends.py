@@ -74,13 +74,24 @@ async def test_models_and_ping(llm: Backend, fake_llm: FakeLLM) -> None:
 
 
 async def test_ping_fails_when_the_model_is_not_served(llm: Backend, fake_llm: FakeLLM) -> None:
-    fake_llm.configure(models=["llama3.2", "qwen3"])
+    fake_llm.configure(models=["llama3.2", "qwen3"], known_models_only=True)
     missing = r"does not serve model 'fake-model' \(it serves 'llama3.2', 'qwen3'\)"
     with pytest.raises(LLMModelMissing, match=missing):
         await llm.ping()
     fake_llm.configure(models=[])
     with pytest.raises(LLMModelMissing, match="it serves no model"):
         await llm.ping()
+
+
+async def test_ping_accepts_a_server_that_answers_any_model_name(llm: Backend, fake_llm: FakeLLM) -> None:
+    """llama.cpp lists its model file's path and answers whatever name a request gives."""
+    fake_llm.configure(models=["/models/SmolLM2-135M-Instruct.Q4_1.gguf"])  # answers "fake-model" too
+    await llm.ping()
+    probes = [r for r in fake_llm.requests if r["path"].endswith(("/chat/completions", "/api/chat"))]
+    assert len(probes) == 1 and probes[0]["body"]["model"] == "fake-model"
+    assert probes[0]["body"].get("max_tokens") == 1 or probes[0]["body"]["options"]["num_predict"] == 1
+    await llm.ping()  # remembered: no second request
+    assert len([r for r in fake_llm.requests if r["path"].endswith(("/chat/completions", "/api/chat"))]) == 1
 
 
 async def test_a_chat_for_a_model_not_served_is_model_missing(llm: Backend, fake_llm: FakeLLM) -> None:

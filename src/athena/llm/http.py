@@ -189,6 +189,7 @@ class HTTPBackend:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}
+        self._takes_any_model = False  # ping(): the server answered a model it does not list (llama.cpp)
         self._llm_seconds = LLM_SECONDS.labels(backend=name)
         self._first_token_seconds = LLM_FIRST_TOKEN_SECONDS.labels(backend=name)
         self._errors = {kind: LLM_ERRORS.labels(backend=name, kind=kind) for kind in ERROR_KINDS}
@@ -349,18 +350,37 @@ class HTTPBackend:
     async def models(self) -> list[str]:
         raise NotImplementedError
 
+    chat_path: str  # where answers are asked for
+
+    def probe_body(self) -> bytes:
+        """A one-token request for the configured model (ping's test of a model the list does not name)."""
+        raise NotImplementedError
+
     async def ping(self) -> None:
         """Ready means: the model list answers, is this API's, and names the configured model. Anything
         less fails with the reason an operator needs (unreachable, a refused key, a wrong URL or API kind,
-        the model missing)."""
+        the model missing).
+
+        Some servers answer any model name with the one they run (llama.cpp lists a file path): when the
+        list does not name the model, one one-token request for it decides, and a server that answers it
+        is remembered as one that takes any name (no further requests)."""
         served = await self.models()
-        if not serves(served, self.model):
-            listed = ", ".join(repr(m) for m in served[:8]) + (", ..." if len(served) > 8 else "")
-            raise LLMModelMissing(
-                f"the LLM at {self.url} does not serve model {self.model!r} "
-                f"({'it serves ' + listed if served else 'it serves no model'})",
-                404,
-            )
+        if serves(served, self.model) or self._takes_any_model:
+            return
+        listed = ", ".join(repr(m) for m in served[:8]) + (", ..." if len(served) > 8 else "")
+        missing = (
+            f"the LLM at {self.url} does not serve model {self.model!r} "
+            f"({'it serves ' + listed if served else 'it serves no model'})"
+        )
+        limit = Timeouts(self.timeouts.connect, self.timeouts.connect, self.timeouts.connect)
+        deadline = Deadline(limit, streaming=False)
+        try:
+            await self._request_json("POST", self.chat_path, self.probe_body(), deadline)
+        except LLMModelMissing:
+            raise LLMModelMissing(missing, 404) from None
+        except LLMError as exc:
+            raise LLMModelMissing(f"{missing}, and a request for it failed: {exc}", 404) from None
+        self._takes_any_model = True
 
     # -- metrics ---------------------------------------------------------------------------------------
     def observe_answer(self, deadline: Deadline) -> None:

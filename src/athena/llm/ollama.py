@@ -157,6 +157,7 @@ def _content(data: Any) -> tuple[str, dict[str, Any]]:
 class OllamaBackend(HTTPBackend):
     api = "ollama"
     models_path = "/api/tags"
+    chat_path = "/api/chat"
 
     def __init__(
         self,
@@ -179,6 +180,9 @@ class OllamaBackend(HTTPBackend):
     def _body(self, messages: Sequence[ChatMessage], options: Mapping[str, Any], stream: bool) -> bytes:
         model = options.get("model") or self.model
         return dumps(ollama_request(model, messages, options, stream=stream, keep_alive=self.keep_alive))
+
+    def probe_body(self) -> bytes:
+        return self._body([{"role": "user", "content": "Hi"}], {"max_tokens": 1}, False)
 
     # -- the backend interface -------------------------------------------------------------------------
     async def chat(self, messages: Sequence[ChatMessage], **options: Any) -> str:

@@ -24,6 +24,7 @@ Batch = tuple[bytes, list[ChunkInfo]]  # the events as they came (to relay) and 
 class OpenAIBackend(HTTPBackend):
     api = "openai"
     models_path = "/models"
+    chat_path = "/chat/completions"
 
     def __init__(
         self,
@@ -42,6 +43,9 @@ class OpenAIBackend(HTTPBackend):
 
     def _relay_body(self, body: Mapping[str, Any], stream: bool) -> bytes:
         return dumps({**body, "model": body.get("model") or self.model, "stream": stream})
+
+    def probe_body(self) -> bytes:
+        return self._body([{"role": "user", "content": "Hi"}], {"max_tokens": 1}, False)
 
     # -- the backend interface -------------------------------------------------------------------------
     async def chat(self, messages: Sequence[ChatMessage], **options: Any) -> str:
