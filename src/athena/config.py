@@ -22,10 +22,16 @@ STORE_SCHEMES = ("sqlite", "redis", "rediss", "memory")
 
 
 class DevicePolicy(BaseModel):
-    """Per-device overrides; unset fields fall back to the global values."""
+    """Per-device overrides; unset fields fall back to the global values. A setting stored at run time (the
+    console, `PUT /athena/devices/{device}`) wins over these."""
 
     timeout: PositiveFloat | None = None
     max_age: PositiveFloat | None = None
+    # The operator's console (issue 11): the rest of a device's settings, as the console names them.
+    history: int | None = Field(None, ge=0)
+    system_prompt: str | None = None
+    language: str | None = None
+    status: Literal["allowed", "blocked"] | None = None
 
 
 class Settings(BaseSettings):
@@ -72,6 +78,11 @@ class Settings(BaseSettings):
     ha_url: str | None = None
     ha_token: SecretStr | None = None
     ha_registry_refresh: PositiveFloat = 300.0
+
+    # The operator's console (issue 11): which devices are served; how long what outlives a session is kept.
+    device_policy: Literal["open", "known"] = "open"  # known: a device not yet allowed is refused (pending)
+    retention_days: float = Field(7.0, ge=0)  # ended sessions' transcripts; 0 keeps none
+    usage_retention_days: float = Field(90.0, gt=0)  # usage rows (no text); unconfigured devices' records
 
     # Logs.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -10,8 +10,8 @@ from athena.records import IntentMemory, Message, ToolCall
 
 ResponseType = Literal["action_done", "query_answer", "error"]
 ErrorCode = Literal["no_intent_match", "no_valid_targets", "failed_to_handle", "unknown"]
-AnswerPath = Literal["llm", "local", "reset", "error"]
-Failure = Literal["llm_timeout", "llm_error", "store", "internal"]
+AnswerPath = Literal["llm", "local", "reset", "error", "refused"]  # refused: by the device policy
+Failure = Literal["llm_timeout", "llm_error", "store", "internal", "refused"]
 TargetType = Literal["entity", "area", "device", "floor", "domain", "device_class", "custom"]
 _TARGET_TYPES: dict[str, TargetType] = {t: t for t in TargetType.__args__}  # type: ignore[attr-defined]
 

@@ -53,6 +53,7 @@ FAILURES: dict[Failure, tuple[int, str]] = {
     "llm_error": (502, "llm_unavailable"),
     "store": (503, "store_unavailable"),
     "internal": (500, "internal_error"),
+    "refused": (403, "device_not_allowed"),
 }
 
 
