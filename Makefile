@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test test-gateway test-ha lint bench ha-env clean
+.PHONY: install run test test-gateway test-ha lint bench ha-env browser-env clean
 
 $(BIN)/athena: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,11 +19,14 @@ run: install
 ha-env:
 	./scripts/ha-env
 
+browser-env:
+	./scripts/browser-env
+
 lint: install
 	$(BIN)/ruff check src tests bench custom_components tests_ha
 	$(BIN)/mypy
 
-test-gateway: install ha-env
+test-gateway: install ha-env browser-env
 	$(BIN)/pytest -q
 
 test-ha: install ha-env

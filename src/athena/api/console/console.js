@@ -4,7 +4,7 @@
 
 const PATHS = ["local", "llm", "tools", "reset", "error", "refused"];
 const POLL_MS = 2000;
-const state = { token: null, device: null, session: null, tab: "devices", timer: null, busy: false };
+const state = { token: null, device: null, session: null, tab: "devices", timer: null, busy: false, note: "" };
 
 // -- DOM helpers: every string becomes a text node ------------------------------------------------
 function h(tag, attrs, ...children) {
@@ -128,6 +128,7 @@ function renderDevices(data) {
 async function select(device) {
   state.device = device;
   state.session = null;
+  state.note = "";
   await refresh();
 }
 
@@ -158,7 +159,7 @@ function settingsForm(d) {
   status.value = d.settings.status || "";
   rows.push([h("label", { for: "set-status" }, "Status"), status]);
   const save = h("button", { type: "submit", id: "save", class: "primary" }, "Save");
-  const note = h("p", { class: "muted", id: "saved" }, "Empty: the ATHENA_DEVICES or global value (shown greyed). Applies from the device's next turn.");
+  const note = h("p", { class: "muted", id: "saved" }, state.note || "Empty: the ATHENA_DEVICES or global value (shown greyed). Applies from the device's next turn.");
   const form = h("form", { id: "settings-form", onsubmit: async (e) => {
     e.preventDefault();
     const body = {};
@@ -173,7 +174,8 @@ function settingsForm(d) {
     if (!Object.keys(body).length) { note.textContent = "Nothing changed."; return; }
     try {
       await api("PUT", `/athena/devices/${enc(d.id)}`, body);
-      note.textContent = "Saved: applies from the device's next turn.";
+      state.note = note.textContent = "Saved: applies from the device's next turn.";
+      if (document.activeElement) document.activeElement.blur();
       await refresh();
     } catch (err) { note.textContent = `Not saved: ${err.message}`; if (err instanceof Unauthorized) failed(err); }
   } }, h("div", { id: "settings" }, ...rows.flat()), h("div", { class: "actions" }, save), note);
@@ -194,7 +196,8 @@ async function renderDetail() {
   const detail = $("#detail");
   const right = h("div", { class: "panel", id: "right" }, h("h2", {}, "Transcript"), await transcript(d));
   // While someone types in the settings, leave that panel alone; the transcript updates on every poll.
-  if (document.activeElement && document.activeElement.closest("#settings-form") && detail.querySelector("#right")) {
+  const editing = document.activeElement && document.activeElement.matches("#settings input, #settings textarea, #settings select");
+  if (editing && detail.querySelector("#right")) {
     detail.querySelector("#right").replaceWith(right);
     return;
   }
