@@ -32,9 +32,13 @@ HOSTILE = [
 
 if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail("CI needs chromium and chromium-driver for the console tests: run scripts/browser-env",
-                    pytrace=False)
-    pytest.skip("chromium / chromedriver not installed (scripts/browser-env installs them)", allow_module_level=True)
+        pytest.fail(
+            "CI needs chromium and chromium-driver for the console tests: run scripts/browser-env",
+            pytrace=False,
+        )
+    pytest.skip(
+        "chromium / chromedriver not installed (scripts/browser-env installs them)", allow_module_level=True
+    )
 
 from selenium import webdriver  # noqa: E402  (only with a browser to drive)
 from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException  # noqa: E402
@@ -47,7 +51,9 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 @pytest.fixture(scope="module")
 def fake_llm_url() -> Iterator[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.fake_llm", "--port", "0"], cwd=REPO, stdout=subprocess.PIPE,
+        [sys.executable, "-m", "tests.support.fake_llm", "--port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
         text=True,
     )
     assert proc.stdout is not None
@@ -85,9 +91,17 @@ def browser(downloads: Path) -> Iterator[WebDriver]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--window-size=1400,1000", f"--user-data-dir={profile}",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1000",
+        f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
     options.add_experimental_option(
@@ -131,7 +145,7 @@ def login(driver: WebDriver, gw: GatewayProcess, token: str | None = None) -> No
 
 def row_text(driver: WebDriver, device: str) -> str:
     text: str = driver.execute_script(
-        "const r = document.querySelector(`#devices tbody tr[data-device=\"${arguments[0]}\"]`);"
+        'const r = document.querySelector(`#devices tbody tr[data-device="${arguments[0]}"]`);'
         "return r ? r.textContent : '';",
         device,
     )
@@ -173,8 +187,9 @@ def test_console_devices_transcript_settings_end_and_export(
 ) -> None:
     login(browser, gw)
     wait(browser, lambda d: d.find_element(By.ID, "app").is_displayed())
-    first = gw.converse("What is the capital of France?", device_id="kitchen", device_name="Kitchen Display",
-                        area="Kitchen")
+    first = gw.converse(
+        "What is the capital of France?", device_id="kitchen", device_name="Kitchen Display", area="Kitchen"
+    )
     wait(browser, lambda d: "Kitchen Display" in row_text(d, "kitchen"))
     click(browser, row("kitchen"))
     wait(browser, lambda d: "What is the capital of France?" in texts(d, "#transcript .msg .text"))
@@ -191,7 +206,9 @@ def test_console_devices_transcript_settings_end_and_export(
     assert gw.request("GET", "/athena/devices/kitchen")[1]["settings"] == {"timeout": 45.0}
     second = gw.converse("And its population?", device_id="kitchen")
     assert second["conversation_id"] == first["conversation_id"]
-    wait(browser, lambda d: "timeout 45s" in d.find_element(By.CSS_SELECTOR, "#transcript .session-head").text)
+    wait(
+        browser, lambda d: "timeout 45s" in d.find_element(By.CSS_SELECTOR, "#transcript .session-head").text
+    )
     assert gw.request("GET", "/athena/sessions/kitchen")[1]["timeout"] == 45
     browser.save_screenshot(str(SHOTS / "transcript.png"))
 
@@ -209,8 +226,10 @@ def test_console_devices_transcript_settings_end_and_export(
     exported = json.loads((downloads / name).read_text())
     assert exported["session"]["id"] == first["conversation_id"] and exported["session"]["live"] is False
     assert [m["content"] for m in exported["messages"]] == [
-        "What is the capital of France?", "Reply to: What is the capital of France?",
-        "And its population?", "Reply to: And its population?",
+        "What is the capital of France?",
+        "Reply to: What is the capital of France?",
+        "And its population?",
+        "Reply to: And its population?",
     ]
 
 
@@ -236,7 +255,12 @@ def test_a_hostile_transcript_shows_as_text_and_runs_nothing(browser: WebDriver,
     shown = texts(browser, "#transcript .msg .text")
     for text in HOSTILE:
         assert text in shown and f"Reply to: {text}" in shown
-    assert browser.find_elements(By.CSS_SELECTOR, "#transcript img, #transcript script, #transcript b, #devices img") == []
+    assert (
+        browser.find_elements(
+            By.CSS_SELECTOR, "#transcript img, #transcript script, #transcript b, #devices img"
+        )
+        == []
+    )
     assert '<img src=x onerror="window.__pwned = 4">' in texts(browser, "#devices td")
     time.sleep(0.5)  # an onerror handler would have run by now
     assert browser.execute_script("return window.__pwned") is None
