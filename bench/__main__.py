@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHES = ("bench.bench_store", "bench.bench_gateway", "bench.bench_local")
+BENCHES = ("bench.bench_store", "bench.bench_gateway", "bench.bench_local", "bench.bench_console")
 
 
 def main() -> int:

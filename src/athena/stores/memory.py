@@ -69,15 +69,10 @@ class MemoryStore:
             self._past.setdefault(session.device, {})[session.id] = (past, list(history or ()))
 
     def _visit(self, device: str, now: float, visit: Visit, *, refused: bool = False) -> DeviceRecord:
-        record = self._devices.get(device) or DeviceRecord(device)
-        record = dataclasses.replace(
-            record,
-            name=visit.name or record.name,
-            area=visit.area or record.area,
-            first_seen=record.first_seen if record.first_seen is not None else now,
-            last_seen=now,
-            turns=record.turns + (not refused),
-            refused=record.refused + refused,
+        r = self._devices.get(device) or DeviceRecord(device)
+        record = DeviceRecord(
+            device, visit.name or r.name, visit.area or r.area, now if r.first_seen is None else r.first_seen,
+            now, r.turns + (not refused), r.refused + refused, r.version, r.settings,
         )
         self._devices[device] = record
         return record

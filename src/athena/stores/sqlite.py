@@ -486,13 +486,21 @@ def _select_device(db: sqlite3.Connection, device: str) -> DeviceRecord | None:
 
 
 def _visit(db: sqlite3.Connection, device: str, now: float, visit: Visit) -> None:
-    """The version check and the visit, inside the acquire's transaction."""
-    row = db.execute("SELECT version FROM devices WHERE id = ?", (device,)).fetchone()
-    if (row[0] if row else 0) != visit.version:
-        record = _select_device(db, device)
-        assert record is not None
-        raise DeviceChanged(record)  # rolls the transaction back: nothing written
-    _upsert_visit(db, device, now, visit, turns=1, refused=0)
+    """The version check and the visit, inside the acquire's transaction: one UPDATE for a known device
+    whose settings are the version the caller holds (every turn but a device's first and those after a
+    change)."""
+    updated = db.execute(
+        "UPDATE devices SET name = coalesce(?, name), area = coalesce(?, area), last_seen = ?,"
+        " first_seen = coalesce(first_seen, ?), turns = turns + 1 WHERE id = ? AND version = ?",
+        (visit.name or None, visit.area or None, now, now, device, visit.version),
+    ).rowcount
+    if updated:
+        return
+    record = _select_device(db, device)
+    if record is None and visit.version == 0:
+        _upsert_visit(db, device, now, visit, turns=1, refused=0)
+        return
+    raise DeviceChanged(record or DeviceRecord(device))  # rolls the transaction back: nothing written
 
 
 def _upsert_visit(
