@@ -5,7 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHES = ("bench.bench_store", "bench.bench_gateway", "bench.bench_local", "bench.bench_console")
+BENCHES = (
+    "bench.bench_store",
+    "bench.bench_gateway",
+    "bench.bench_stream",
+    "bench.bench_wyoming",
+    "bench.bench_local",
+    "bench.bench_llama",
+    "bench.bench_console",
+)
 
 
 def main() -> int:

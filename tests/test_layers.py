@@ -17,9 +17,10 @@ LAYERS: list[set[str]] = [
     {"records", "turns"},  # the shared vocabulary: imports nothing of Athena's
     {"config", "observability"},
     {"stores", "llm", "homeassistant"},  # clients, each with its own wire format
-    {"sessions", "local"},  # the session policy; the local path (HA's sentences)
+    {"sessions", "local", "tools"},  # the session policy; the local path (HA's sentences); tool servers (MCP)
     {"engine"},  # the one owner of a turn
     {"gateway"},  # the composition root
+    {"wyoming"},  # the Wyoming server (a wire format of its own, started with the gateway by the app)
     {"api"},  # wire formats on top
     {"cli"},
     {"__main__"},

@@ -62,13 +62,19 @@ class FakeLLMProcess:
 
 
 async def setup_athena(
-    hass: HomeAssistant, url: str, token: str, options: dict[str, Any] | None = None
+    hass: HomeAssistant,
+    url: str,
+    token: str,
+    options: dict[str, Any] | None = None,
+    *,
+    unique_id: str | None = None,
 ) -> MockConfigEntry:
-    """A loaded Athena entry, made the way a finished config flow makes it."""
+    """A loaded Athena entry, made the way a finished config flow makes it (by default as before gateways had
+    an instance id: the URL as unique id)."""
     entry = MockConfigEntry(
         domain=DOMAIN,
         title="Athena",
-        unique_id=url,
+        unique_id=unique_id or url,
         data={CONF_URL: url, CONF_TOKEN: token},
         options=options or {},
     )

@@ -51,9 +51,15 @@ async def json_server() -> AsyncIterator[Callable[[int, object], str]]:
         await runner.cleanup()
 
 
+async def _instance(hass: HomeAssistant, gateway: GatewayProcess) -> str:
+    status, info = await hass.async_add_executor_job(gateway.request, "GET", "/athena/info")
+    assert status == 200
+    return str(info["instance_id"])
+
+
 async def test_user_flow_creates_entry(hass: HomeAssistant, gateway: GatewayProcess) -> None:
     flow_id = await _start_flow(hass)
-    # A trailing slash and upper-case host are the same gateway: one normalized URL, used as unique id.
+    # A trailing slash and upper-case host are the same gateway: one normalized URL.
     url_typed = gateway.url.replace("http://127.0.0.1", "HTTP://127.0.0.1") + "/"
     result = await hass.config_entries.flow.async_configure(
         flow_id, {CONF_URL: url_typed, CONF_TOKEN: f"  {gateway.token} "}
@@ -61,7 +67,7 @@ async def test_user_flow_creates_entry(hass: HomeAssistant, gateway: GatewayProc
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["data"] == {CONF_URL: gateway.url, CONF_TOKEN: gateway.token}
     entry = result["result"]
-    assert entry.unique_id == gateway.url
+    assert entry.unique_id == await _instance(hass, gateway)  # the gateway's own id, not its address
     await hass.async_block_till_done()
     assert entry.state is config_entries.ConfigEntryState.LOADED
     assert hass.states.get("conversation.athena") is not None
@@ -198,5 +204,31 @@ async def test_reconfigure_moves_to_another_address(hass: HomeAssistant, gateway
     assert result["reason"] == "reconfigure_successful"
     await hass.async_block_till_done()
     assert entry.data == {CONF_URL: gateway.url, CONF_TOKEN: gateway.token}
-    assert entry.unique_id == gateway.url
+    assert entry.unique_id == await _instance(hass, gateway)  # an entry made before instance ids takes it now
     assert entry.state is config_entries.ConfigEntryState.LOADED
+
+
+async def test_reconfigure_keeps_the_unique_id_and_refuses_another_gateway(
+    hass: HomeAssistant, gateway: GatewayProcess, llm: FakeLLMProcess
+) -> None:
+    instance = await _instance(hass, gateway)
+    entry = await setup_athena(hass, gateway.url, gateway.token, unique_id=instance)
+    with GatewayProcess({"ATHENA_LLM_URL": llm.url + "/v1"}, python=gateway.python) as moved:
+        # The same gateway at a new address (same data dir, so the same instance id): fine, id unchanged.
+        result = await entry.start_reconfigure_flow(hass)
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {CONF_URL: moved.url, CONF_TOKEN: moved.token}
+        )
+        # ...a different gateway: refused, nothing changed.
+        assert result["type"] is FlowResultType.ABORT
+        assert result["reason"] == "wrong_gateway"
+        assert entry.data == {CONF_URL: gateway.url, CONF_TOKEN: gateway.token}
+        assert entry.unique_id == instance
+    env = {"ATHENA_LLM_URL": llm.url + "/v1", "ATHENA_INSTANCE_ID": instance}
+    with GatewayProcess(env, python=gateway.python) as same:
+        result = await entry.start_reconfigure_flow(hass)
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {CONF_URL: same.url, CONF_TOKEN: same.token}
+        )
+        assert result["type"] is FlowResultType.ABORT and result["reason"] == "reconfigure_successful"
+        assert entry.data[CONF_URL] == same.url and entry.unique_id == instance

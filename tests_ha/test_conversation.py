@@ -18,12 +18,11 @@ import custom_components.athena  # noqa: F401 - module-level import: HA's loader
 from custom_components.athena.const import CONF_PASS_CONVERSATION_ID, CONF_TIMEOUT
 from custom_components.athena.conversation import (
     MAX_HISTORY,
-    SPEECH_AUTH,
-    SPEECH_TIMEOUT,
-    SPEECH_UNREACHABLE,
+    SPEECH,
     _where,
     unforwarded_turns,
 )
+from tests.support.fake_llm import said
 from tests.support.gateway import GatewayProcess
 from tests_ha.support import FakeLLMProcess, closed_port_url, setup_athena
 
@@ -75,9 +74,9 @@ async def test_turn_carries_device_area_and_keeps_the_device_session(
     assert first.conversation_id and not first.conversation_id.startswith("oneoff")
 
     (messages,) = await llm.chat_requests()
-    system = messages[0]
-    assert system["role"] == "system"
-    assert '"Kitchen satellite"' in system["content"] and '"Kitchen"' in system["content"]
+    assert messages[0]["role"] == "system"
+    note = messages[-1]["content"].split("\n", 1)[0]  # where and when: on the newest user message
+    assert '"Kitchen satellite"' in note and '"Kitchen"' in note
 
     # A new HA conversation from the same device (the satellite forgot its id): the gateway's device session
     # still holds the first turn.
@@ -85,7 +84,7 @@ async def test_turn_carries_device_area_and_keeps_the_device_session(
     assert second.conversation_id != first.conversation_id
     assert _speech(second) == "Reply to: and the one for tomorrow"
     messages = (await llm.chat_requests())[-1]
-    assert [(m["role"], m["content"]) for m in messages[1:]] == [
+    assert [(m["role"], said(m)) for m in messages[1:]] == [
         ("user", "read me the shopping list"),
         ("assistant", "Reply to: read me the shopping list"),
         ("user", "and the one for tomorrow"),
@@ -135,7 +134,7 @@ async def test_turns_ha_answered_itself_are_forwarded_once(
     assert third.conversation_id == conv_id
 
     requests = await llm.chat_requests()
-    assert [(m["role"], m["content"]) for m in requests[1][1:]] == [
+    assert [(m["role"], said(m)) for m in requests[1][1:]] == [
         ("user", "hello there"),
         ("assistant", "Reply to: hello there"),
         ("user", "turn on the lamp"),
@@ -143,7 +142,7 @@ async def test_turns_ha_answered_itself_are_forwarded_once(
         ("user", "what did I just ask you?"),
     ]
     # Next turn: the local turn sits in the gateway's session once, not sent again.
-    contents = [m["content"] for m in requests[2]]
+    contents = [said(m) for m in requests[2]]
     assert contents.count("turn on the lamp") == 1
     assert contents[-1] == "thanks"
 
@@ -169,7 +168,7 @@ async def test_gateway_down_is_spoken(hass: HomeAssistant) -> None:
     result = await _say(hass, "what time is it?")
     assert result.response.response_type is intent.IntentResponseType.ERROR
     assert result.response.error_code is intent.IntentResponseErrorCode.FAILED_TO_HANDLE
-    assert _speech(result) == SPEECH_UNREACHABLE
+    assert _speech(result) == SPEECH["en"]["unreachable"]
     assert result.conversation_id
 
 
@@ -180,7 +179,7 @@ async def test_slow_gateway_is_spoken_after_the_timeout_option(
     await llm.configure(delay=3)
     result = await _say(hass, "tell me a long story")
     assert result.response.error_code is intent.IntentResponseErrorCode.FAILED_TO_HANDLE
-    assert _speech(result) == SPEECH_TIMEOUT
+    assert _speech(result) == SPEECH["en"]["timeout"]
 
 
 async def test_llm_failure_passes_the_gateways_sentence(
@@ -192,14 +191,14 @@ async def test_llm_failure_passes_the_gateways_sentence(
     assert result.response.response_type is intent.IntentResponseType.ERROR
     assert result.response.error_code is intent.IntentResponseErrorCode.FAILED_TO_HANDLE
     assert _speech(result).strip()
-    assert _speech(result) not in (SPEECH_UNREACHABLE, SPEECH_TIMEOUT)
+    assert _speech(result) not in (SPEECH["en"]["unreachable"], SPEECH["en"]["timeout"])
 
 
 async def test_wrong_token_is_spoken(hass: HomeAssistant, gateway: GatewayProcess) -> None:
     await setup_athena(hass, gateway.url, "revoked-token")
     result = await _say(hass, "hello")
     assert result.response.error_code is intent.IntentResponseErrorCode.FAILED_TO_HANDLE
-    assert _speech(result) == SPEECH_AUTH
+    assert _speech(result) == SPEECH["en"]["auth"]
 
 
 async def test_unload(hass: HomeAssistant, gateway: GatewayProcess) -> None:
@@ -216,7 +215,8 @@ async def test_unload(hass: HomeAssistant, gateway: GatewayProcess) -> None:
 
 
 def test_unforwarded_turns_skips_what_athena_saw_and_failed_turns() -> None:
-    """The chat-log walk on its own, with the content types HA's chat log holds."""
+    """The chat-log walk on its own, with the content types HA's chat log holds (HA 2026.x's record of a
+    command it handled itself included: a text-less tool call under the pipeline agent's id)."""
     user = conversation.UserContent
     said = [
         conversation.SystemContent(content=""),
@@ -225,14 +225,13 @@ def test_unforwarded_turns_skips_what_athena_saw_and_failed_turns() -> None:
         user(content="lights on"),
         AssistantContent(agent_id="conversation.home_assistant", content="Turned on the lights"),
         user(content="lost"),
-        AssistantContent(agent_id=f"{AGENT}#error", content="Sorry, I can't reach Athena right now."),
+        AssistantContent(agent_id=AGENT, content="Sorry, I cannot reach Athena."),  # failed: counts as seen
         user(content="timer"),
+        AssistantContent(agent_id=AGENT, content=None),  # 2026.x: HA ran an intent as Athena's tool call
         AssistantContent(agent_id="sentence_trigger", content="Timer set"),
         user(content="current question"),
     ]
     assert unforwarded_turns(said, AGENT) == [
-        {"role": "user", "content": "lights on"},
-        {"role": "assistant", "content": "Turned on the lights"},
         {"role": "user", "content": "timer"},
         {"role": "assistant", "content": "Timer set"},
     ]

@@ -1,4 +1,8 @@
-"""Config flow: a gateway URL and token, checked against `GET /athena/info` before anything is saved."""
+"""Config flow: a gateway URL and token, checked against `GET /athena/info` before anything is saved.
+
+The entry's unique id is the gateway's own `instance_id` (from /athena/info), so a gateway that moves to
+another address is still the same entry, and reconfiguring cannot silently point it at a different gateway.
+"""
 
 from __future__ import annotations
 
@@ -56,8 +60,10 @@ class AthenaConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         errors: dict[str, str] = {}
         if user_input is not None:
-            data, errors = await self._check_url_and_token(user_input, None)
+            data, instance, errors = await self._check_url_and_token(user_input)
             if not errors:
+                await self.async_set_unique_id(instance)
+                self._abort_if_unique_id_configured()
                 return self.async_create_entry(title=_title(data[CONF_URL]), data=data)
         return self.async_show_form(step_id="user", data_schema=_user_schema(user_input or {}), errors=errors)
 
@@ -70,9 +76,12 @@ class AthenaConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             token = user_input[CONF_TOKEN].strip()
-            error = await self._check_gateway(entry.data[CONF_URL], token)
+            error, instance = await self._check_gateway(entry.data[CONF_URL], token)
             if error is None:
-                return self.async_update_reload_and_abort(entry, data_updates={CONF_TOKEN: token})
+                await self._same_gateway(entry, instance)
+                return self.async_update_reload_and_abort(
+                    entry, unique_id=instance, data_updates={CONF_TOKEN: token}
+                )
             errors["base"] = error
         return self.async_show_form(
             step_id="reauth_confirm",
@@ -86,49 +95,56 @@ class AthenaConfigFlow(ConfigFlow, domain=DOMAIN):
         entry = self._get_reconfigure_entry()
         errors: dict[str, str] = {}
         if user_input is not None:
-            data, errors = await self._check_url_and_token(user_input, entry)
+            data, instance, errors = await self._check_url_and_token(user_input, entry)
             if not errors:
+                await self._same_gateway(entry, instance)
                 return self.async_update_reload_and_abort(
-                    entry, unique_id=data[CONF_URL], title=_title(data[CONF_URL]), data_updates=data
+                    entry, unique_id=instance, title=_title(data[CONF_URL]), data_updates=data
                 )
         return self.async_show_form(
             step_id="reconfigure", data_schema=_user_schema(user_input or entry.data), errors=errors
         )
 
     async def _check_url_and_token(
-        self, user_input: dict[str, Any], entry: ConfigEntry | None
-    ) -> tuple[dict[str, str], dict[str, str]]:
-        """(The entry data to save, the form's errors) for a typed URL and token; aborts on a duplicate.
+        self, user_input: dict[str, Any], entry: ConfigEntry | None = None
+    ) -> tuple[dict[str, str], str, dict[str, str]]:
+        """(The entry data to save, the gateway's instance id, the form's errors) for a typed URL and token.
 
-        The normalized URL is the unique id: another entry with it aborts the flow, the entry being
-        reconfigured itself does not.
-        """
+        A URL another entry already uses aborts before any request."""
         try:
             url = normalize_url(user_input[CONF_URL])
         except ValueError:
-            return {}, {CONF_URL: "invalid_url"}
-        await self.async_set_unique_id(url)
-        if entry is None or url != entry.unique_id:
-            self._abort_if_unique_id_configured()
+            return {}, "", {CONF_URL: "invalid_url"}
+        if entry is None or url != entry.data[CONF_URL]:
+            self._async_abort_entries_match({CONF_URL: url})
         token = user_input[CONF_TOKEN].strip()
-        if error := await self._check_gateway(url, token):
-            return {}, {"base": error}
-        return {CONF_URL: url, CONF_TOKEN: token}, {}
+        error, instance = await self._check_gateway(url, token)
+        if error:
+            return {}, "", {"base": error}
+        return {CONF_URL: url, CONF_TOKEN: token}, instance, {}
 
-    async def _check_gateway(self, url: str, token: str) -> str | None:
-        """The form's error key for this URL and token, or None when the gateway accepts them."""
+    async def _same_gateway(self, entry: ConfigEntry, instance: str) -> None:
+        """Abort when the answering gateway is another one than the entry's. Entries made before gateways
+        had an instance id carry their URL as unique id: they take the instance id now."""
+        await self.async_set_unique_id(instance)
+        if entry.unique_id != entry.data[CONF_URL]:
+            self._abort_if_unique_id_mismatch(reason="wrong_gateway")
+
+    async def _check_gateway(self, url: str, token: str) -> tuple[str | None, str]:
+        """(The form's error key or None, the gateway's instance id) for this URL and token."""
         try:
-            await AthenaClient(async_get_clientsession(self.hass), url, token).info()
+            info = await AthenaClient(async_get_clientsession(self.hass), url, token).info()
         except InvalidAuth:
-            return "invalid_auth"
+            return "invalid_auth", ""
         except NotAthena:
-            return "not_athena"
+            return "not_athena", ""
         except CannotConnect:
-            return "cannot_connect"
+            return "cannot_connect", ""
         except GatewayError as err:
             LOGGER.warning("Athena at %s answered /athena/info with %s", url, err)
-            return "not_athena"
-        return None
+            return "not_athena", ""
+        # A gateway older than instance ids: its URL stands in, as it did before.
+        return None, str(info.get("instance_id") or url)
 
     @staticmethod
     @callback

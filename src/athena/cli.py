@@ -53,6 +53,14 @@ def redact(url: str) -> str:
 
 
 # -- serve ---------------------------------------------------------------------------------------
+def wyoming_line(settings: Settings) -> str:
+    if settings.wyoming_address is None:
+        return "off (set ATHENA_WYOMING_PORT to add Athena to HA without the integration)"
+    host, port = settings.wyoming_address
+    allow = settings.wyoming_allow or "any peer (no token: keep it on the LAN, see ATHENA_WYOMING_ALLOW)"
+    return f"tcp://{host}:{port}, allowed: {allow}"
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -86,6 +94,7 @@ def serve(args: argparse.Namespace) -> int:
         f"  LLM         {settings.llm_api} {settings.llm_model} at {redact(settings.llm_url)}{fallback}\n"
         f"  local path  'start over' on; Home Assistant intents {ha}\n"
         f"  API token   {where}\n"
+        f"  Wyoming     {wyoming_line(settings)}\n"
         f"  try it      athena chat --device office",
         flush=True,
     )

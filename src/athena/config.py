@@ -6,8 +6,10 @@ Invalid values fail at start with pydantic's message, naming the variable, rathe
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, PositiveFloat, SecretStr, field_validator, model_validator
@@ -19,6 +21,34 @@ from pydantic_settings import (
 )
 
 STORE_SCHEMES = ("sqlite", "redis", "rediss", "memory")
+
+
+def wyoming_address(value: str, default_host: str) -> tuple[str, int]:
+    """ "10300" → (default_host, 10300); "tcp://host:10300" → (host, 10300)."""
+    text = value.strip()
+    host = default_host
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.scheme != "tcp" or not parts.hostname or parts.path not in ("", "/"):
+            raise ValueError(f"wyoming_port {value!r}: use a port (10300) or tcp://host:port")
+        host, port = parts.hostname, parts.port
+    else:
+        port = int(text) if text.isdigit() else None
+    if port is None or not 0 <= port <= 65535:
+        raise ValueError(f"wyoming_port {value!r}: use a port (10300) or tcp://host:port")
+    return host, port
+
+
+def wyoming_networks(value: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """ "192.168.1.0/24, 10.0.0.5" → the networks; a bad entry raises naming it."""
+    networks = []
+    for item in value.split(","):
+        if item.strip():
+            try:
+                networks.append(ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"wyoming_allow: {item.strip()!r} is not an IP address or network") from None
+    return tuple(networks)
 
 
 class DevicePolicy(BaseModel):
@@ -37,8 +67,11 @@ class DevicePolicy(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ATHENA_", extra="ignore")
 
-    # Where the SQLite file and a generated API token live.
+    # Where the SQLite file, a generated API token and the instance id live.
     data_dir: Path = Path("data")
+    # What Home Assistant knows this gateway by (its config entry's unique id); replicas behind one URL share
+    # one. Unset: generated once into <data_dir>/instance_id.
+    instance_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
 
     # Sessions.
     store_url: str = ""  # empty: sqlite:///<data_dir>/athena.db
@@ -67,6 +100,13 @@ class Settings(BaseSettings):
     llm_connect_timeout: PositiveFloat = 5.0
     llm_first_token_timeout: PositiveFloat = 15.0
     llm_keep_alive: str | None = None  # Ollama's keep_alive, e.g. "30m"
+    # The longest answer a turn may get unless its caller sets max_tokens (a spoken answer; 0: no cap).
+    llm_max_tokens: int = Field(150, ge=0)
+    # The model's context window; unset: llama.cpp's /props tells it, else the first overflow error does.
+    llm_context_tokens: int | None = Field(None, ge=256)
+    # Athena's own tools (MCP): model calls with tools per turn at most; no new tool round after the deadline.
+    tool_rounds: int = Field(5, ge=1, le=20)
+    answer_deadline: PositiveFloat = 30.0
     llm_fallback_api: Literal["openai", "ollama"] | None = None
     llm_fallback_url: str | None = None
     llm_fallback_model: str | None = None
@@ -78,6 +118,15 @@ class Settings(BaseSettings):
     ha_url: str | None = None
     ha_token: SecretStr | None = None
     ha_registry_refresh: PositiveFloat = 300.0
+
+    # Wyoming (issue 13): a `handle` service HA's Wyoming integration adds as a conversation agent. Off unless
+    # a port is set: "10300" listens on ATHENA_HOST, "tcp://0.0.0.0:10300" anywhere (the form Wyoming services
+    # take). No token applies (HA's Wyoming client has none): bind it to the LAN, or restrict peers.
+    wyoming_port: int | str | None = None
+    wyoming_allow: str | None = None  # comma-separated IPs / networks that may connect, e.g. "192.168.1.0/24"
+    wyoming_zeroconf: bool = True  # advertise _wyoming._tcp.local. so HA discovers Athena
+    wyoming_zeroconf_name: str | None = None  # the advertised instance name; default athena-<hostname>
+    wyoming_language: str = Field("en", min_length=2, max_length=35)  # turns whose transcript names none
 
     # The operator's console (issue 11): which devices are served; how long what outlives a session is kept.
     device_policy: Literal["open", "known"] = "open"  # known: a device not yet allowed is refused (pending)
@@ -94,6 +143,21 @@ class Settings(BaseSettings):
         if v and v.split(":", 1)[0] not in STORE_SCHEMES:
             raise ValueError(f"unknown store scheme in {v!r}; use sqlite:///path, redis://host:port/db or memory://")
         return v
+
+    @field_validator("wyoming_port")
+    @classmethod
+    def _wyoming_uri(cls, v: int | str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        wyoming_address(str(v), "127.0.0.1")  # raises with the accepted forms
+        return str(v)
+
+    @field_validator("wyoming_allow")
+    @classmethod
+    def _wyoming_networks(cls, v: str | None) -> str | None:
+        if v:
+            wyoming_networks(v)
+        return v or None
 
     @field_validator("time_zone")
     @classmethod
@@ -119,6 +183,11 @@ class Settings(BaseSettings):
     @property
     def local_intents(self) -> bool:
         return self.ha_url is not None
+
+    @property
+    def wyoming_address(self) -> tuple[str, int] | None:
+        """(host, port) the Wyoming server listens on, or None when it is off."""
+        return None if self.wyoming_port is None else wyoming_address(str(self.wyoming_port), self.host)
 
     @classmethod
     def settings_customise_sources(

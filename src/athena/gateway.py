@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from pydantic import SecretStr
+from ulid import ULID
 
 from athena import __version__
 from athena.config import Settings
@@ -24,11 +25,33 @@ from athena.llm import FallbackBackend, LLMBackend, LLMError, Timeouts, make_bac
 from athena.local import LocalPath
 from athena.sessions.manager import DeviceRule, SessionManager, SessionPolicy
 from athena.stores import Retention, StoreError, create_store, store_kind
+from athena.turns import Turn
 
 log = structlog.get_logger("athena")
 
 PROBE_TTL = 3.0
 PROBE_TIMEOUT = 2.0
+
+
+INSTANCE_FILE = "instance_id"
+
+
+def instance_id(settings: Settings) -> str:
+    """ATHENA_INSTANCE_ID, else the id generated into the data dir on first start (kept across restarts)."""
+    if settings.instance_id:
+        return settings.instance_id
+    path = settings.data_dir / INSTANCE_FILE
+    with contextlib.suppress(OSError):
+        if existing := path.read_text().strip():
+            return existing
+    value = str(ULID())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with path.open("x") as f:  # another process may have won the race: then its id counts
+            f.write(value + "\n")
+    except FileExistsError:
+        return path.read_text().strip() or value
+    return value
 
 
 class GatewayStartError(Exception):
@@ -73,7 +96,8 @@ def llm_backend(settings: Settings) -> LLMBackend:
     def backend(api: str, url: str, model: str, key: SecretStr | None, name: str | None = None) -> LLMBackend:
         secret = key.get_secret_value() if key else None
         return make_backend(
-            api, url, model, api_key=secret, timeouts=timeouts, keep_alive=settings.llm_keep_alive, name=name
+            api, url, model, api_key=secret, timeouts=timeouts, keep_alive=settings.llm_keep_alive, name=name,
+            context_tokens=settings.llm_context_tokens,
         )
 
     primary = backend(settings.llm_api, settings.llm_url, settings.llm_model, settings.llm_api_key)
@@ -93,6 +117,18 @@ def ha_client(settings: Settings) -> HAClient | None:
     )
 
 
+def _area_of(ha: HAClient | None) -> Callable[[Turn], str | None] | None:
+    """The name of the room a turn came from, from HA's registry (its device, else its satellite entity)."""
+    if ha is None:
+        return None
+
+    def area_of(turn: Turn) -> str | None:
+        area = ha.home.area_of(turn.area_id, None, turn.device_id, turn.satellite_id)
+        return area.name if area is not None else None
+
+    return area_of
+
+
 # -- the running gateway -------------------------------------------------------------------------------
 class Gateway:
     """One per process. `start()` opens the store, the LLM backend, Home Assistant and the local path (in
@@ -102,6 +138,7 @@ class Gateway:
         self.settings = settings
         self.clock = clock
         self.store_kind = store_kind(settings.store_url)
+        self.instance_id = instance_id(settings)
         self._engine: Engine | None = None
         self.local: LocalPath | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -141,7 +178,11 @@ class Gateway:
         except BaseException:
             await stack.aclose()
             raise
-        self._engine = Engine(sessions, llm, handlers=self.local.handlers, prompt=prompt_settings(settings))
+        self._engine = Engine(
+            sessions, llm, handlers=self.local.handlers, prompt=prompt_settings(settings),
+            max_tokens=settings.llm_max_tokens or None, tool_rounds=settings.tool_rounds,
+            answer_deadline=settings.answer_deadline, area_of=_area_of(ha),
+        )
         self.probe = Probe(sessions.ping, llm.ping)
         log.info(
             "athena.started",
@@ -168,6 +209,7 @@ class Gateway:
         return {
             "service": "athena",
             "version": __version__,
+            "instance_id": self.instance_id,
             "local_intents": self.local is not None and self.local.client is not None,
             "store": self.store_kind,
             "llm": {"api": llm.name, "model": llm.model},

@@ -23,6 +23,9 @@ REQUEST_SECONDS = Histogram(
     ["endpoint"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+WYOMING_CONNECTIONS = Counter(
+    "athena_wyoming_connections_total", "Wyoming connections, by how they ended", ["outcome"]
+)  # closed|refused|busy|bad_input|timeout|peer_gone|error
 ANSWERS = Counter("athena_answers_total", "Turns answered, by path", ["path"])  # llm|local|reset|error
 LLM_SECONDS = Histogram(
     "athena_llm_duration_seconds",

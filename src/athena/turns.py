@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,6 +21,20 @@ _TARGET_TYPES: dict[str, TargetType] = {t: t for t in TargetType.__args__}  # ty
 def target_type(value: object) -> TargetType:
     """HA's target type, or "custom" for one this version does not know."""
     return _TARGET_TYPES.get(value, "custom") if isinstance(value, str) else "custom"
+
+# Control characters other than tab/newline make no sense in speech and break logs and prompts.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SPACES = re.compile(r"\s+")
+
+
+def clean_spoken(value: str, *, collapse: bool = True) -> str:
+    """What a user said, as every wire format hands it on: control characters dropped, whitespace
+    collapsed (unless `collapse` is off), NFC, stripped. Empty means nothing was said."""
+    text = _CONTROL.sub("", value)
+    if collapse:
+        text = _SPACES.sub(" ", text)
+    return unicodedata.normalize("NFC", text.strip())
+
 
 # The longest conversation id accepted anywhere (HA's own are 26-character ULIDs; API callers pick others).
 MAX_CONVERSATION_ID = 256

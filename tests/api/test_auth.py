@@ -95,6 +95,7 @@ async def test_request_id_is_echoed_or_made(gateway: LiveGateway) -> None:
 async def test_info_describes_the_gateway(gateway_factory: GatewayFactory) -> None:
     gw = await gateway_factory()
     info = (await gw.client.get("/athena/info")).json()
+    instance = info.pop("instance_id")
     assert info == {
         "service": "athena",
         "version": "0.1.0",
@@ -102,3 +103,9 @@ async def test_info_describes_the_gateway(gateway_factory: GatewayFactory) -> No
         "store": "memory",
         "llm": {"api": "openai", "model": "fake-model"},
     }
+    # Generated once into the data dir: the same gateway after a restart is the same instance for HA.
+    assert (gw.settings.data_dir / "instance_id").read_text().strip() == instance
+    again = await gateway_factory()
+    assert (await again.client.get("/athena/info")).json()["instance_id"] == instance
+    named = await gateway_factory(instance_id="athena-home-1")
+    assert (await named.client.get("/athena/info")).json()["instance_id"] == "athena-home-1"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.api.conftest import llm_messages
-from tests.support.fake_llm import FakeLLM
+from tests.support.fake_llm import FakeLLM, said
 from tests.support.gateway import REPO, GatewayProcess, free_port
 
 
@@ -59,7 +59,7 @@ async def test_chat_keeps_a_multi_turn_conversation(process: GatewayProcess, fak
         "athena> Reply to: what's the weather on Saturday?",
         "athena> Reply to: what about Sunday?",
     ]
-    assert [m["content"] for m in llm_messages(fake_llm)[1:]] == [
+    assert [said(m) for m in llm_messages(fake_llm)[1:]] == [
         "what's the weather on Saturday?",
         "Reply to: what's the weather on Saturday?",
         "what about Sunday?",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from typing import Any
 
+import orjson
 import pytest
 from ulid import ULID
 
 from tests.api.conftest import GatewayFactory, LiveGateway, llm_messages
-from tests.support.fake_llm import FakeLLM
+from tests.support.fake_llm import FakeLLM, said
 
 
 async def test_response_is_exactly_has_conversation_result(gateway: LiveGateway) -> None:
@@ -37,11 +39,12 @@ async def test_follow_up_from_the_same_device_reaches_the_llm_with_the_first_tur
     assert second["conversation_id"] == first["conversation_id"]
     messages = llm_messages(fake_llm)
     assert messages[0]["role"] == "system"
-    assert messages[1:] == [
+    assert [{"role": m["role"], "content": said(m)} for m in messages[1:]] == [
         {"role": "user", "content": "what's the weather on Saturday?"},
         {"role": "assistant", "content": "Reply to: what's the weather on Saturday?"},
         {"role": "user", "content": "what about Sunday?"},
     ]
+    assert messages[1]["content"] == "what's the weather on Saturday?"  # history as it was said
 
 
 async def test_another_device_does_not_see_that_history(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
@@ -137,7 +140,7 @@ async def test_turns_home_assistant_answered_are_added_to_the_history_first(
             {"role": "assistant", "content": "Turned on the heater"},
         ],
     )
-    assert llm_messages(fake_llm)[1:] == [
+    assert [{"role": m["role"], "content": said(m)} for m in llm_messages(fake_llm)[1:]] == [
         {"role": "user", "content": "turn on the heater"},
         {"role": "assistant", "content": "Turned on the heater"},
         {"role": "user", "content": "is it cold outside?"},
@@ -163,11 +166,12 @@ async def test_system_prompt_names_the_device_area_time_and_extra_prompt(
         extra_system_prompt="The user's name is Sam.",
     )
     system = llm_messages(fake_llm)[0]["content"]
-    assert "Office speaker" in system
-    assert '"Office"' in system
     assert "The user's name is Sam." in system
-    assert str(dt.datetime.now().astimezone().year) in system
     assert "plain text" in system  # the built-in voice prompt
+    note = llm_messages(fake_llm)[-1]["content"].split("\n", 1)[0]  # what changes comes last
+    assert "Office speaker" in note
+    assert '"Office"' in note
+    assert str(dt.datetime.now().astimezone().year) in note
 
 
 async def test_the_configured_system_prompt_replaces_the_built_in_one(
@@ -244,7 +248,7 @@ async def test_a_conversation_id_of_any_accepted_length_continues_its_session(
         first = await gateway.converse("my name is Ada", conversation_id=conversation_id)
         second = await gateway.converse("what is my name?", conversation_id=conversation_id)
         assert second["conversation_id"] == first["conversation_id"]
-        assert [m["content"] for m in llm_messages(fake_llm)[1:]] == [
+        assert [said(m) for m in llm_messages(fake_llm)[1:]] == [
             "my name is Ada", "Reply to: my name is Ada", "what is my name?",
         ]
         # Athena's own session id continues it too (what HA hands back next turn).
@@ -255,3 +259,73 @@ async def test_a_conversation_id_of_any_accepted_length_continues_its_session(
 async def test_a_conversation_id_over_the_limit_is_refused(gateway: LiveGateway) -> None:
     resp = await gateway.client.post("/ha/conversation", json={"text": "hi", "conversation_id": "c" * 257})
     assert resp.status_code == 422 and "conversation_id" in resp.json()["error"]["message"]
+
+
+# -- streamed: NDJSON lines as the model writes ------------------------------------------------------------
+async def stream_lines(gateway: LiveGateway, **body: Any) -> list[dict[str, Any]]:
+    resp = await gateway.client.post("/ha/conversation", json={**body, "stream": True})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"].startswith("application/x-ndjson")
+    return [orjson.loads(line) for line in resp.content.splitlines() if line]
+
+
+async def test_stream_sends_the_session_then_deltas_then_the_result(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
+    fake_llm.configure(reply="It is sunny and warm today in the kitchen.")
+    lines = await stream_lines(gateway, text="weather?", device_id="office")
+    start, *deltas, end = lines
+    assert start["event"] == "start" and deltas and end["event"] == "result"
+    assert all(d["event"] == "delta" for d in deltas) and len(deltas) > 3
+    result = end["result"]
+    assert "".join(d["text"] for d in deltas) == result["response"]["speech"]["plain"]["speech"]
+    assert result["response"]["speech"]["plain"]["speech"] == "It is sunny and warm today in the kitchen."
+    assert start["conversation_id"] == result["conversation_id"]
+    session = await gateway.session("office")
+    assert session is not None and session["id"] == start["conversation_id"]
+    said_and_answered = [m["content"] for m in session["messages"]]
+    assert said_and_answered == ["weather?", "It is sunny and warm today in the kitchen."]
+
+
+async def test_stream_deltas_arrive_while_the_model_is_still_writing(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
+    fake_llm.configure(reply="one two three four five six", chunk_delay=0.3)
+    body = {"text": "count", "device_id": "office", "stream": True}
+    async with gateway.client.stream("POST", "/ha/conversation", json=body) as resp:
+        received = b""
+        async for part in resp.aiter_bytes():
+            received += part
+            if b'"delta"' in received:
+                break
+        assert b'"result"' not in received  # the first words came before the answer was done
+
+
+async def test_stream_of_a_local_answer_is_one_delta(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
+    lines = await stream_lines(gateway, text="start over", device_id="office")
+    assert [line["event"] for line in lines] == ["start", "delta", "result"]
+    assert lines[1]["text"] == "Okay, let's start over." and fake_llm.requests == []
+
+
+async def test_stream_failing_mid_answer_ends_in_a_spoken_error_and_saves_nothing(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
+    fake_llm.configure(reply=" ".join(f"w{i}" for i in range(30)), drop_after=4)
+    _, *deltas, end = await stream_lines(gateway, text="count", device_id="office", language="de-DE")
+    assert deltas  # some words were on their way
+    response = end["result"]["response"]
+    assert response["response_type"] == "error" and response["data"]["code"] == "failed_to_handle"
+    spoken = response["speech"]["plain"]["speech"]
+    assert spoken == "Entschuldigung, ich erreiche mein Sprachmodell gerade nicht."
+    session = await gateway.session("office")
+    assert session is not None and session["messages"] == []
+
+
+async def test_stream_with_the_llm_down_is_start_and_an_error_result(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
+    fake_llm.configure(status=500)
+    lines = await stream_lines(gateway, text="hello", device_id="office", language="fr")
+    assert [line["event"] for line in lines] == ["start", "result"]
+    speech = lines[1]["result"]["response"]["speech"]["plain"]["speech"]
+    assert speech == "Désolé, je n'arrive pas à joindre mon modèle de langage pour le moment."

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import GatewayFactory, LiveGateway, llm_messages
-from tests.support.fake_llm import FakeLLM
+from tests.support.fake_llm import FakeLLM, said
 
 
 def assert_error(resp: Any, status: int, code: str | None = None) -> dict[str, Any]:
@@ -126,12 +126,12 @@ async def test_odd_unicode_is_answered(gateway: LiveGateway, fake_llm: FakeLLM, 
 
     body = await gateway.converse(text, device_id="office")
     assert body["response"]["response_type"] == "query_answer"
-    assert llm_messages(fake_llm)[-1]["content"] == unicodedata.normalize("NFC", text)
+    assert said(llm_messages(fake_llm)[-1]) == unicodedata.normalize("NFC", text)
 
 
 async def test_control_characters_are_stripped(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
     await gateway.converse("turn\x00 on\x07 the\r\nlight\x1b", device_id="office")
-    assert llm_messages(fake_llm)[-1]["content"] == "turn on the light"
+    assert said(llm_messages(fake_llm)[-1]) == "turn on the light"
 
 
 async def test_unknown_path_and_wrong_method_use_the_error_shape(gateway: LiveGateway) -> None:

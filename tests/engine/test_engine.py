@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from athena.config import Settings
 from athena.engine import Engine, wants_follow_up
-from athena.engine.prompt import DEFAULT_PROMPT, build_messages, system_prompt
+from athena.engine.prompt import DEFAULT_PROMPT, build_messages, context_note
 from athena.gateway import llm_backend, prompt_settings, session_policy
 from athena.records import IntentMemory, Message
 from athena.sessions.manager import SessionManager
 from athena.stores import create_store
 from athena.turns import LocalAnswer, Target, Turn
-from tests.support.fake_llm import FakeLLM
+from tests.support.fake_llm import FakeLLM, said
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_wants_follow_up(answer: str, expected: bool) -> None:
     assert wants_follow_up(answer) is expected
 
 
-def test_system_prompt_parts(settings: Settings) -> None:
+def test_prompt_parts_instructions_first_context_last(settings: Settings) -> None:
     now = datetime(2026, 11, 25, 14, 5, tzinfo=timezone(timedelta(hours=1)))
     turn = Turn(
         "hi",
@@ -97,17 +97,37 @@ def test_system_prompt_parts(settings: Settings) -> None:
         extra_system_prompt="Extra.",
         system_prompt="Client.",
     )
-    prompt = system_prompt(prompt_settings(settings), turn, now)
-    assert prompt.startswith(DEFAULT_PROMPT)
-    assert 'the device "Desk" in the area "Office"' in prompt
-    assert "Wednesday 25 November 2026, 14:05" in prompt
-    assert prompt.index("Extra.") < prompt.index("Client.")
+    messages = build_messages(prompt_settings(settings), turn, [], now)
+    instructions = messages[0]["content"]
+    assert messages[0]["role"] == "system" and instructions.startswith(DEFAULT_PROMPT)
+    assert instructions.index("Extra.") < instructions.index("Client.")
+    assert "Desk" not in instructions and "2026" not in instructions  # nothing that changes per turn
+    note, text = messages[-1]["content"].split("\n", 1)
+    assert text == "hi" and messages[-1]["role"] == "user"
+    assert 'to the device "Desk" in the area "Office"' in note
+    assert "Wednesday 25 November 2026, 14:05" in note
 
 
-def test_system_prompt_uses_configured_time_zone(settings: Settings) -> None:
+def test_the_prompt_prefix_stays_the_same_across_turns_minutes_and_devices(settings: Settings) -> None:
+    """What a local server caches: turn 2's prompt begins with all of turn 1's but its last message."""
+    prompt = prompt_settings(settings)
+    first = build_messages(
+        prompt, Turn("a", device_id="d1", device_name="Desk", area="Office"), [],
+        datetime(2026, 11, 25, 14, 5, tzinfo=UTC),
+    )
+    history = [Message("user", "a", 1.0), Message("assistant", "b", 1.0)]
+    second = build_messages(
+        prompt, Turn("c", device_id="d1", device_name="Desk", area="Office"), history,
+        datetime(2026, 11, 25, 14, 9, tzinfo=UTC),
+    )
+    assert second[: len(first) - 1] == first[:-1]
+    other = build_messages(prompt, Turn("x", device_id="d2", device_name="Hall", area="Hall"), [])
+    assert other[0] == first[0]  # the instructions are the same for every device
+
+
+def test_context_note_uses_configured_time_zone(settings: Settings) -> None:
     zoned = settings.model_copy(update={"time_zone": "Pacific/Kiritimati"})  # UTC+14: never the host's zone
-    prompt = system_prompt(prompt_settings(zoned), Turn("hi", device_id="office"))
-    assert "(+14)" in prompt
+    assert "(+14)" in context_note(prompt_settings(zoned), Turn("hi", device_id="office"))
 
 
 def test_unknown_time_zone_is_refused() -> None:
@@ -118,7 +138,7 @@ def test_unknown_time_zone_is_refused() -> None:
 def test_messages_keep_only_user_and_assistant_history(settings: Settings) -> None:
     history = [Message("user", "a", 1.0), Message("system", "x", 1.0), Message("assistant", "b", 1.0)]
     messages = build_messages(prompt_settings(settings), Turn("c", device_id="office"), history)
-    assert [(m["role"], m["content"]) for m in messages[1:]] == [
+    assert [(m["role"], said(m)) for m in messages[1:]] == [
         ("user", "a"),
         ("assistant", "b"),
         ("user", "c"),
@@ -145,7 +165,7 @@ async def test_local_handlers_are_tried_in_order_before_the_llm(
     reply = await engine.handle(Turn("is it bright now?", device_id="office"))
     assert reply.path == "llm"
     assert lights.seen[-1] == ("is it bright now?", 2)
-    assert [m["content"] for m in fake_llm.requests[-1]["body"]["messages"][1:]] == [
+    assert [said(m) for m in fake_llm.requests[-1]["body"]["messages"][1:]] == [
         "turn on the lights",
         "Turned on the lights",
         "is it bright now?",
@@ -219,7 +239,7 @@ async def test_history_sent_is_trimmed_to_the_context_size(
     for i in range(3):
         await engine.handle(Turn(f"question {i}", device_id="office"))
     sent = fake_llm.requests[-1]["body"]["messages"]
-    assert [m["content"] for m in sent[1:]] == ["question 1", "Reply to: question 1", "question 2"]
+    assert [said(m) for m in sent[1:]] == ["question 1", "Reply to: question 1", "question 2"]
 
 
 class Broken:

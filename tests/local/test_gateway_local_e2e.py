@@ -5,6 +5,7 @@ import asyncio
 import aiohttp
 import pytest
 
+from tests.support.fake_llm import said
 from tests.support.gateway import GatewayProcess
 
 
@@ -56,8 +57,8 @@ async def test_local_turns_then_llm_with_them_in_history(gateway, fake_llm):
 
         third = await say("why do cats purr?")
         assert third["conversation_id"] == first["conversation_id"]
-        said = [(m["role"], m["content"]) for m in fake_llm.requests[-1]["body"]["messages"]]
-        assert said[-5:] == [
+        sent = [(m["role"], said(m)) for m in fake_llm.requests[-1]["body"]["messages"]]
+        assert sent[-5:] == [
             ("user", "turn on the kitchen lights"),
             ("assistant", "Turned on the light"),
             ("user", "now turn them off"),

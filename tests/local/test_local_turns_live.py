@@ -8,6 +8,7 @@ import pytest
 from athena.config import Settings
 from athena.gateway import Gateway
 from athena.turns import Turn
+from tests.support.fake_llm import said
 from tests.support.hass import HassWS, wait_for
 
 
@@ -102,10 +103,10 @@ async def test_unknown_sentence_goes_to_the_llm_with_the_local_turns(rig, fake_l
     reply = await engine.handle(turn("tell me a joke about owls", ids, room_light="light.office_rgbw_lights"))
     assert reply.path == "llm"
     messages = fake_llm.requests[-1]["body"]["messages"]
-    said = [(m["role"], m["content"]) for m in messages]
-    assert ("user", "turn on the kitchen lights") in said
-    assert ("assistant", "Turned on the light") in said
-    assert said[-1] == ("user", "tell me a joke about owls")
+    sent = [(m["role"], said(m)) for m in messages]
+    assert ("user", "turn on the kitchen lights") in sent
+    assert ("assistant", "Turned on the light") in sent
+    assert sent[-1] == ("user", "tell me a joke about owls")
 
 
 async def test_start_over_forgets_the_follow_up_memory(rig, fake_llm):

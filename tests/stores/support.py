@@ -1,7 +1,8 @@
 """Fixtures shared by the store and session suites: every store kind, a hand-driven clock, Redis clean-up.
 
-Redis is real (127.0.0.1:6379). Each test gets its own key prefix and deletes only its own keys. Without Redis
-the Redis cases skip locally but FAIL when CI=true, so a CI run cannot pass without having tested it.
+Redis is real: the run's own `redis-server` on a free port (tests/support/redis_server.py says why), or the
+one ATHENA_TEST_REDIS_URL names. Each test gets its own key prefix and deletes only its own keys. Without
+Redis the Redis cases skip locally but FAIL when CI=true, so a CI run cannot pass without having tested it.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from athena.config import Settings
 from athena.gateway import session_policy
 from athena.sessions.manager import SessionManager
 from athena.stores import Store, create_store
+from tests.support.redis_server import redis_url, unavailable_reason
 
-REDIS_URL = os.environ.get("ATHENA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 KINDS = ("memory", "sqlite", "redis")
 
 
@@ -38,20 +39,31 @@ class FakeClock:
         return self.now
 
 
-async def require_redis() -> None:
-    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+def _no_redis(why: str) -> None:
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"Redis is required in CI: {why}", pytrace=False)
+    pytest.skip(why)
+
+
+async def require_redis() -> str:
+    """The Redis URL for this run, once it answers; skips (or fails under CI=true) without one."""
+    url = redis_url()
+    if url is None:
+        _no_redis(unavailable_reason())
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=1)
     try:
         await client.ping()
-    except (aioredis.RedisError, OSError):
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"Redis is required in CI but {REDIS_URL} is unreachable")
-        pytest.skip(f"Redis not reachable at {REDIS_URL}")
+    except (aioredis.RedisError, OSError) as err:
+        _no_redis(f"Redis at {url} is unreachable: {err}")
     finally:
         await client.aclose()
+    return url
 
 
 async def delete_prefix(prefix: str) -> None:
-    client = aioredis.Redis.from_url(REDIS_URL)
+    url = redis_url()
+    assert url is not None, "delete_prefix after require_redis only"
+    client = aioredis.Redis.from_url(url)
     try:
         keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
         if keys:
@@ -66,11 +78,11 @@ class StoreFactory:
     def __init__(self, kind: str, tmp_path: Path) -> None:
         self.kind = kind
         self.prefix = f"athena-test-{uuid.uuid4().hex[:12]}"
-        self.url = {
-            "memory": "memory://",
-            "sqlite": f"sqlite:///{tmp_path / 'sessions' / 'athena.db'}",
-            "redis": f"{REDIS_URL}?prefix={self.prefix}",
-        }[kind]
+        if kind == "redis":  # made after require_redis() said there is one
+            self.url = f"{redis_url()}?prefix={self.prefix}"
+        else:
+            sqlite = f"sqlite:///{tmp_path / 'sessions' / 'athena.db'}"
+            self.url = {"memory": "memory://", "sqlite": sqlite}[kind]
         self.opened: list[Store] = []
 
     async def open(self) -> Store:

@@ -7,6 +7,7 @@ import contextlib
 import os
 import sqlite3
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -23,8 +24,9 @@ from tests.support.gateway import free_port
 class TcpProxy:
     """A real loopback TCP relay to Redis that a test can cut, to play "Redis went away" mid-run."""
 
-    def __init__(self, target_port: int = 6379) -> None:
-        self.target_port = target_port
+    def __init__(self, target_url: str) -> None:
+        target = urlsplit(target_url)
+        self.target_host, self.target_port = target.hostname or "127.0.0.1", target.port or 6379
         self.pipes: set[asyncio.Task[None]] = set()
         self.writers: list[asyncio.StreamWriter] = []
 
@@ -33,7 +35,7 @@ class TcpProxy:
         return self.server.sockets[0].getsockname()[1]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         self.writers += [writer, up_writer]
         for src, dst in ((reader, up_writer), (up_reader, writer)):
             task = asyncio.create_task(self._pipe(src, dst))
@@ -67,8 +69,7 @@ async def test_redis_unreachable_at_start() -> None:
 
 
 async def test_redis_going_away_mid_run_is_a_store_error() -> None:
-    await require_redis()
-    proxy = TcpProxy()
+    proxy = TcpProxy(await require_redis())
     port = await proxy.start()
     store = RedisStore(f"redis://127.0.0.1:{port}/0", prefix="athena-test-down")
     manager = SessionManager(store)

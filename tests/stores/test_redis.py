@@ -12,15 +12,15 @@ from redis.crc import key_slot
 from athena.records import Message
 from athena.stores import Retention
 from athena.stores.redis import RedisStore
-from tests.stores.support import REDIS_URL, FakeClock, delete_prefix, require_redis
+from tests.stores.support import FakeClock, delete_prefix, require_redis
 
 
 @pytest.fixture
 async def redis_store() -> AsyncIterator[tuple[RedisStore, aioredis.Redis]]:
-    await require_redis()
+    url = await require_redis()
     prefix = f"athena-test-{uuid.uuid4().hex[:12]}"
-    store = RedisStore(REDIS_URL, prefix=prefix, grace=60)
-    client = aioredis.Redis.from_url(REDIS_URL)
+    store = RedisStore(url, prefix=prefix, grace=60)
+    client = aioredis.Redis.from_url(url)
     await store.open()
     try:
         yield store, client

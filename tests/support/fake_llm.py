@@ -35,13 +35,15 @@ from typing import Any
 from aiohttp import web
 
 DEFAULT_MODELS = ("fake-model", "fake-model-large")
+# Where a request's record is kept on it (a typed key where this aiohttp has them: HA 2025.4's has not).
+_RECORD: Any = web.RequestKey("record", dict) if hasattr(web, "RequestKey") else "record"
 
 
 @dataclass
 class Knobs:
     """How the fake answers; every field is settable through ``configure()`` or ``POST /_control``."""
 
-    reply: str | None = None  # fixed reply; None: "Reply to: <last user message>"
+    reply: str | None = None  # fixed reply; None: "Reply to: <last line of the last user message>"
     # Consumed one per chat request, before ``reply``: a text, or a dict {"content": ..., "tool_calls":
     # [{"name": ..., "arguments": {...}}], "finish_reason": ...} for answers that call tools or are cut off.
     replies: list[str | dict[str, Any]] = field(default_factory=list)
@@ -56,12 +58,20 @@ class Knobs:
     drop_after: int | None = None
     models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
     record: bool = True  # keep received requests in ``requests``
+    # Like llama.cpp's server with --ctx-size: served at /props; a prompt of more tokens (here: characters
+    # of its messages / 4) is refused with llama.cpp's HTTP 400, and max_tokens cuts an answer ("length").
+    context: int | None = None
 
 
 def _words(text: str, per_chunk: int) -> list[str]:
     words = re.findall(r"\S+\s*|\s+", text) or [""]
     per_chunk = max(1, per_chunk)
     return ["".join(words[i : i + per_chunk]) for i in range(0, len(words), per_chunk)]
+
+
+def _prompt_chars(body: Any) -> int:
+    messages = body.get("messages") if isinstance(body, dict) else None
+    return len(json.dumps(messages)) if isinstance(messages, list) else 0
 
 
 def _prompt_tokens(body: Any) -> int:
@@ -72,14 +82,23 @@ def _prompt_tokens(body: Any) -> int:
     return sum(len(str(m.get("content") or "").split()) for m in messages if isinstance(m, dict))
 
 
+def said(message: dict[str, Any]) -> str:
+    """A message as its author wrote it: a user message without the context note Athena puts first."""
+    content = str(message.get("content") or "")
+    if message.get("role") == "user" and content.startswith("[") and "\n" in content:
+        return content.split("\n", 1)[1]
+    return content
+
+
 def _last_user_text(messages: Any) -> str:
+    """The last line of the last user message (Athena puts a context note on the line before it)."""
     if isinstance(messages, list):
         for msg in reversed(messages):
             if isinstance(msg, dict) and msg.get("role") == "user":
                 content = msg.get("content")
                 if isinstance(content, list):  # OpenAI content parts
-                    return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-                return str(content)
+                    content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+                return str(content).rsplit("\n", 1)[-1]
     return ""
 
 
@@ -112,6 +131,7 @@ class FakeLLM:
         self.requests: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
         self._counter = 0
+        self.abandoned = 0  # streamed answers whose client closed the connection before the end
 
     # -- lifecycle -------------------------------------------------------------------------------------
     @property
@@ -122,6 +142,7 @@ class FakeLLM:
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._openai_chat)
         app.router.add_get("/v1/models", self._openai_models)
+        app.router.add_get("/props", self._props)
         app.router.add_post("/api/chat", self._ollama_chat)
         app.router.add_get("/api/tags", self._ollama_tags)
         app.router.add_post("/_control", self._control)
@@ -170,26 +191,45 @@ class FakeLLM:
         except ValueError:
             body = None
         if self.knobs.record:
-            self.requests.append(
-                {
-                    "method": request.method,
-                    "path": request.path,
-                    "body": body,
-                    "headers": {k.lower(): v for k, v in request.headers.items()},
-                }
-            )
+            record = {
+                "method": request.method,
+                "path": request.path,
+                "body": body,
+                "headers": {k.lower(): v for k, v in request.headers.items()},
+                "received_at": time.time(),
+                "sent_at": [],  # streams: when each line went out (wall clock, to compare across processes)
+            }
+            self.requests.append(record)
+            request[_RECORD] = record
         if self.knobs.delay > 0:
             await asyncio.sleep(self.knobs.delay)
         return body
 
-    def _error(self) -> web.Response | None:
+    def _error(self, body: Any = None) -> web.Response | None:
         k = self.knobs
+        if k.context is not None and (asked := _prompt_chars(body) // 4) > k.context:
+            error = {
+                "code": 400,
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": asked,
+                "n_ctx": k.context,
+                "message": "the request exceeds the available context size, try increasing it",
+            }
+            return web.json_response({"error": error}, status=400)
         if k.status is not None:
             body = {"error": {"message": f"fake LLM failure {k.status}", "type": "server_error"}}
             return web.json_response(body, status=k.status)
         return None
 
     def _answer(self, body: Any) -> Answer:
+        answer = self._scripted(body)
+        cap = body.get("max_tokens") if isinstance(body, dict) else None
+        cap = cap or ((body.get("options") or {}).get("num_predict") if isinstance(body, dict) else None)
+        if self.knobs.context is not None and isinstance(cap, int) and len(answer.text.split()) > cap:
+            return Answer(" ".join(answer.text.split()[:cap]), answer.tool_calls, "length")
+        return answer
+
+    def _scripted(self, body: Any) -> Answer:
         if self.knobs.replies:
             scripted = self.knobs.replies.pop(0)
             if isinstance(scripted, dict):
@@ -235,7 +275,13 @@ class FakeLLM:
                 return resp
             if sent and k.chunk_delay > 0:
                 await asyncio.sleep(k.chunk_delay)
-            await resp.write(line)
+            try:
+                await resp.write(line)
+            except (ConnectionError, RuntimeError):  # the client went away mid-answer: stop generating
+                self.abandoned += 1
+                return resp
+            if (record := request.get(_RECORD)) is not None:
+                record["sent_at"].append(time.time())
         if trailer:
             await resp.write(trailer)
         await resp.write_eof()
@@ -244,7 +290,7 @@ class FakeLLM:
     # -- OpenAI ----------------------------------------------------------------------------------------
     async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._receive(request)
-        if (err := self._error()) is not None:
+        if (err := self._error(body)) is not None:
             return err
         stream = bool(body.get("stream")) if isinstance(body, dict) else False
         model = body.get("model", "fake-model") if isinstance(body, dict) else "fake-model"
@@ -312,6 +358,12 @@ class FakeLLM:
         trailer = b"" if self.knobs.garbage else b"data: [DONE]\n\n"
         return await self._stream(request, "text/event-stream", lines(), trailer)
 
+    async def _props(self, request: web.Request) -> web.Response:
+        """llama.cpp's server properties: only when a context window is set, as other servers have none."""
+        if self.knobs.context is None:
+            raise web.HTTPNotFound()
+        return web.json_response({"default_generation_settings": {"n_ctx": self.knobs.context}})
+
     async def _openai_models(self, request: web.Request) -> web.Response:
         await self._receive(request)
         if (err := self._error()) is not None:
@@ -324,7 +376,7 @@ class FakeLLM:
     # -- Ollama ----------------------------------------------------------------------------------------
     async def _ollama_chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._receive(request)
-        if (err := self._error()) is not None:
+        if (err := self._error(body)) is not None:
             return err
         stream = body.get("stream", True) is not False if isinstance(body, dict) else True
         model = body.get("model", "fake-model") if isinstance(body, dict) else "fake-model"

@@ -1,14 +1,23 @@
-"""A real Home Assistant process for tests: `hass -c DIR` from `.venv-ha`, with a token made offline.
+"""A real Home Assistant process for tests: `hass -c DIR` with a token made offline, oldest or current HA.
 
 Stdlib + aiohttp only, so both the gateway's 3.11 venv and the 3.13 HA venv can import it.
 
     with HassProcess() as hass:            # ~5 s: config dir, token, `hass` started, REST API answering
-        hass.url, hass.token, hass.config_dir
+        hass.url, hass.token, hass.config_dir, hass.version   # .version: what HA reports, e.g. "2025.4.4"
         async with HassWS(hass.url, hass.token) as ws:
             areas = await ws.call("config/area_registry/list")
 
-pytest: `from tests.support.hass import hass_process, hass_home` in a conftest gives session-scoped fixtures
-(one process per test run even when several conftests import them).
+Versions (`HassProcess(version=...)`):
+- "2025.4" (default): HA 2025.4.4 in `.venv-ha` (Python 3.13, `scripts/ha-env`), the oldest HA we support.
+- "current": HA 2026.11.0 (Python 3.14, `scripts/ha-current`): `.venv-ha-current` where a contributor has a
+  Python 3.14, else `chroot ROOT /opt/ha/bin/hass` in the Debian sid root at $ATHENA_HA_CHROOT
+  (/var/cache/athena/ha-sid). The config dir then lives inside ROOT; loopback is shared: `.url` works as is.
+
+pytest: `from tests.support.hass import hass_process, hass_home` in a conftest gives session-scoped fixtures,
+parametrized over `hass_versions()` (ids `ha-2025.4`, `ha-current`; `ATHENA_HASS_VERSIONS=2025.4` or
+`=current` narrows them); a version that is not built skips, or fails under CI=true. One process per version
+per test run, even when several conftests import them. `hass_version_params()` parametrizes fixtures of your
+own the same way.
 For homes of 1000 entities or HA going away and coming back, see tests/support/recorded_ha.py (a stand-in).
 """
 
@@ -23,7 +32,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +44,12 @@ from tests.support.gateway import free_port
 ROOT = Path(__file__).resolve().parents[2]
 HA_VENV = Path(os.environ.get("ATHENA_HA_VENV", ROOT / ".venv-ha"))
 HA_STAMP = HA_VENV / ".athena-stamp"
+HA_CURRENT_VENV = ROOT / ".venv-ha-current"
+HA_CHROOT = Path(os.environ.get("ATHENA_HA_CHROOT", "/var/cache/athena/ha-sid"))
+VERSIONS = ("2025.4", "current")
+# Inside the chroot: a clean environment (nothing of the caller's venv or pip settings leaks in).
+_CHROOT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+               "LANG": "C.UTF-8"}
 
 CONFIG_YAML = """\
 homeassistant:
@@ -55,16 +71,21 @@ logger:
   default: warning
 """
 
-# Runs inside .venv-ha: HA's own auth manager makes an owner with a long-lived access token.
+# Runs with HA's own interpreter: HA's auth manager makes an owner with a long-lived access token.
+# 2026.x: the auth store reads the device registry, which must be set up and loaded first.
 _TOKEN_SCRIPT = r"""
 import asyncio, json, sys
 from datetime import timedelta
 from homeassistant.core import HomeAssistant
 from homeassistant.auth import auth_manager_from_config
 from homeassistant.auth.models import TOKEN_TYPE_LONG_LIVED_ACCESS_TOKEN
+from homeassistant.helpers import device_registry
 
 async def main(config_dir):
     hass = HomeAssistant(config_dir)
+    if hasattr(device_registry, "async_setup"):
+        device_registry.async_setup(hass)
+        await device_registry.async_load(hass)
     auth = await auth_manager_from_config(hass, [{"type": "homeassistant"}], [])
     user = await auth._store.async_create_user(
         "Athena Test", is_owner=True, is_active=True, system_generated=False, group_ids=["system-admin"]
@@ -91,11 +112,72 @@ async def wait_for(predicate: Callable[[], bool], seconds: float = 15.0) -> bool
     return predicate()
 
 
+class HassUnavailable(RuntimeError):
+    """This HA version is not built on this machine; the message says how to build it."""
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class HassRuntime:
+    """How to run one HA version: argv prefixes for its Python and `hass`, and the chroot root if any."""
+
+    name: str
+    python: tuple[str, ...]
+    hass: tuple[str, ...]
+    root: Path | None = None  # config dirs must live inside it; commands see them without this prefix
+    env: dict[str, str] | None = None  # None: the caller's environment
+
+    def inside(self, path: Path) -> str:
+        """`path` as HA's processes see it."""
+        if self.root is None:
+            return str(path)
+        return "/" + str(path.resolve().relative_to(self.root.resolve()))
+
+    def tmp_dir(self) -> Path:
+        """Where a config dir for this runtime can go (a host path)."""
+        return (self.root / "tmp") if self.root is not None else Path(tempfile.gettempdir())
+
+
+def runtime(version: str = "2025.4") -> HassRuntime:
+    """The runtime for "2025.4" or "current"; raises HassUnavailable with the command that builds it."""
+    if version == "2025.4":
+        if not HA_STAMP.exists():
+            raise HassUnavailable(f"{HA_VENV} is not built (no {HA_STAMP}); run `make ha-env`")
+        return HassRuntime(version, (str(HA_VENV / "bin" / "python"),), (str(HA_VENV / "bin" / "hass"),))
+    if version != "current":
+        raise ValueError(f"unknown HA version {version!r}; known: {', '.join(VERSIONS)}")
+    if (HA_CURRENT_VENV / ".athena-stamp").exists():
+        venv = HA_CURRENT_VENV
+        return HassRuntime(version, (str(venv / "bin" / "python"),), (str(venv / "bin" / "hass"),))
+    if (HA_CHROOT / "opt" / "ha" / ".athena-stamp").exists():
+        if os.geteuid() != 0:
+            raise HassUnavailable(f"the current HA is in the chroot {HA_CHROOT}, and chroot needs root")
+        chroot = (shutil.which("chroot") or "/usr/sbin/chroot", str(HA_CHROOT))
+        return HassRuntime(
+            version, (*chroot, "/opt/ha/bin/python"), (*chroot, "/opt/ha/bin/hass"), HA_CHROOT, _CHROOT_ENV
+        )
+    raise HassUnavailable(
+        "the current HA (2026.11) is not built: run `make ha-current` (a Python 3.14 venv, or as root a "
+        f"Debian sid chroot at {HA_CHROOT})"
+    )
+
+
 def require_ha_venv() -> Path:
     """The venv `scripts/ha-env` builds (`make ha-env`); fail at once with the fix when it is missing."""
-    if not HA_STAMP.exists():
-        raise RuntimeError(f"{HA_VENV} is not built (no {HA_STAMP}); run `make ha-env`")
+    runtime("2025.4")
     return HA_VENV
+
+
+def hass_versions() -> list[str]:
+    """The HA versions a test run covers: $ATHENA_HASS_VERSIONS (comma-separated), default both."""
+    wanted = [v.strip() for v in os.environ.get("ATHENA_HASS_VERSIONS", ",".join(VERSIONS)).split(",")]
+    unknown = [v for v in wanted if v not in VERSIONS]
+    if unknown:
+        raise ValueError(f"ATHENA_HASS_VERSIONS: unknown {unknown}; known: {', '.join(VERSIONS)}")
+    return [v for v in wanted if v]
 
 
 def write_config(config_dir: Path, port: int, extra_yaml: str = "") -> None:
@@ -116,9 +198,11 @@ def write_config(config_dir: Path, port: int, extra_yaml: str = "") -> None:
     (storage / "onboarding").write_text(json.dumps(onboarding))
 
 
-def make_token(config_dir: Path) -> str:
+def make_token(config_dir: Path, rt: HassRuntime | None = None) -> str:
+    rt = rt or runtime("2025.4")
     out = subprocess.run(
-        [str(HA_VENV / "bin" / "python"), "-c", _TOKEN_SCRIPT, str(config_dir)],
+        [*rt.python, "-c", _TOKEN_SCRIPT, rt.inside(config_dir)],
+        env=rt.env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -130,24 +214,38 @@ def make_token(config_dir: Path) -> str:
 
 
 class HassProcess:
-    """`hass -c DIR --skip-pip` on a free loopback port, with `.url`, `.token`, `.config_dir`, `stop()`.
+    """`hass -c DIR --skip-pip` on a free loopback port: `.url`, `.token`, `.config_dir`, `.version`, stop().
 
+    `version`: "2025.4" (default) or "current" (see the module's docstring); `.version` is what HA reports.
     `extra_yaml` is appended to configuration.yaml (e.g. "assist_pipeline:\n" for satellite-style runs).
+`custom_components`: integration folders copied into the config dir's custom_components/ before start, as
+    a manual install does. A `config_dir` given for the chroot runtime must lie inside its root; by default a
+    temp dir is made (inside the root for the chroot) and removed by stop().
+
     """
 
     def __init__(
         self,
         config_dir: str | Path | None = None,
         *,
+        version: str = "2025.4",
         startup_timeout: float = 120.0,
         extra_yaml: str = "",
+        custom_components: Iterable[str | Path] = (),
     ) -> None:
+        self.runtime = runtime(version)
         self._own_dir = config_dir is None
         self._extra_yaml = extra_yaml
-        self.config_dir = Path(config_dir or tempfile.mkdtemp(prefix="athena-hass-"))
+        self._custom_components = [Path(p) for p in custom_components]
+        if config_dir is None:
+            tmp = self.runtime.tmp_dir()
+            config_dir = tempfile.mkdtemp(prefix="athena-hass-", dir=tmp)
+        self.config_dir = Path(config_dir)
+        self.runtime.inside(self.config_dir)  # a dir outside the chroot's root fails here, not in hass
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = ""
+        self.version = ""  # HA's own, once started
         self._startup_timeout = startup_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
@@ -157,18 +255,23 @@ class HassProcess:
         return self.config_dir / "hass-stdout.log"
 
     def start(self) -> HassProcess:
-        venv = require_ha_venv()
+        rt = self.runtime
         write_config(self.config_dir, self.port, self._extra_yaml)
-        self.token = make_token(self.config_dir)
+        for src in self._custom_components:
+            dest = self.config_dir / "custom_components" / src.name
+            shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+        self.token = make_token(self.config_dir, rt)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
         self._proc = subprocess.Popen(
-            [str(venv / "bin" / "hass"), "-c", str(self.config_dir), "--skip-pip"],
+            [*rt.hass, "-c", rt.inside(self.config_dir), "--skip-pip"],
+            env=rt.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         try:
             self._wait_ready()
+            self.version = self._request("/api/config")["version"]
         except BaseException:
             self.stop()
             raise
@@ -179,7 +282,9 @@ class HassProcess:
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
                 raise RuntimeError(f"hass exited with {self._proc.returncode}:\n{self.tail()}")
-            try:  # the API answers with our token and the demo platform has set up its lights
+            # The API answers with our token and the demo has set up its lights (2026.x: through a config
+            # entry, a moment after /api/ first answers).
+            try:
                 self.state("light.kitchen_lights")
                 return
             except (OSError, ValueError):  # URLError is an OSError
@@ -203,10 +308,29 @@ class HassProcess:
         self._request(f"/api/services/{domain}/{service}", {"entity_id": entity_id})
 
     def tail(self, n: int = 4000) -> str:
+        return self.log_text()[-n:]
+
+    def log_text(self) -> str:
+        """HA's whole output so far (home-assistant.log is not written with --skip-pip's defaults)."""
         try:
-            return self.log_path.read_text(errors="replace")[-n:]
+            return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+    def log_lines(self, word: str, levels: Iterable[str] = ("WARNING", "ERROR", "CRITICAL")) -> list[str]:
+        """HA's log records at these levels that mention `word` (with their continuation lines)."""
+        records: list[list[str]] = []
+        for line in self.log_text().splitlines():
+            if line[:4].isdigit() or not records:  # "2026-11-05 10:00:00.123 WARNING (…) [logger] message"
+                records.append([line])
+            else:
+                records[-1].append(line)
+        wanted = tuple(levels)
+        return [
+            "\n".join(r)
+            for r in records
+            if any(f" {lvl} " in r[0] for lvl in wanted) and word.lower() in "\n".join(r).lower()
+        ]
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -285,12 +409,20 @@ async def ensure_area(ws: HassWS, area_name: str) -> str:
 
 
 async def assign_area(ws: HassWS, entity_id: str, area_name: str) -> str:
-    """Create the area if needed and put the entity *and its device* in it; returns the area id."""
+    """Create the area if needed and put the entity's device, and the entity, in it; returns the area id.
+
+    2026.x refuses an area of its own for an entity without a name of its own (the demo lights): there the
+    entity keeps area_id None and has its device's area.
+    """
     area_id = await ensure_area(ws, area_name)
-    entry = await ws.call("config/entity_registry/update", entity_id=entity_id, area_id=area_id)
-    device_id = entry["entity_entry"].get("device_id")
-    if device_id:
-        await ws.call("config/device_registry/update", device_id=device_id, area_id=area_id)
+    entry = await ws.call("config/entity_registry/get", entity_id=entity_id)
+    if entry.get("device_id"):
+        await ws.call("config/device_registry/update", device_id=entry["device_id"], area_id=area_id)
+    try:
+        await ws.call("config/entity_registry/update", entity_id=entity_id, area_id=area_id)
+    except HAWSError as err:
+        if "invalid_info" not in str(err) or not entry.get("device_id"):
+            raise
     return area_id
 
 
@@ -315,41 +447,58 @@ async def furnish(url: str, token: str, rooms: dict[str, str] = DEMO_ROOMS) -> d
     return out
 
 
-_shared: HassProcess | None = None
-_shared_home: dict[str, Any] | None = None
+_shared: dict[str, HassProcess] = {}
+_shared_home: dict[str, dict[str, Any]] = {}
 
 
-def shared_hass() -> HassProcess:
-    """One process per interpreter, even when several conftests import the fixtures below."""
-    global _shared
-    if _shared is None:
-        _shared = HassProcess().start()
-    return _shared
+def shared_hass(version: str = "2025.4") -> HassProcess:
+    """One process per version per interpreter, even when several conftests import the fixtures below."""
+    if version not in _shared:
+        _shared[version] = HassProcess(version=version).start()
+    return _shared[version]
 
 
-def shared_home() -> tuple[HassProcess, dict[str, Any]]:
-    global _shared_home
-    proc = shared_hass()
-    if _shared_home is None:
-        _shared_home = asyncio.run(furnish(proc.url, proc.token))
-    return proc, _shared_home
+def shared_home(version: str = "2025.4") -> tuple[HassProcess, dict[str, Any]]:
+    proc = shared_hass(version)
+    if version not in _shared_home:
+        _shared_home[version] = asyncio.run(furnish(proc.url, proc.token))
+    return proc, _shared_home[version]
 
 
-def stop_shared() -> None:
-    global _shared, _shared_home
-    if _shared is not None:
-        _shared.stop()
-    _shared = _shared_home = None
+def stop_shared(version: str | None = None) -> None:
+    for v in [version] if version else list(_shared):
+        proc = _shared.pop(v, None)
+        if proc is not None:
+            proc.stop()
+        _shared_home.pop(v, None)
 
 
 try:  # the fixtures only where pytest is importable
     import pytest
 
-    @pytest.fixture(scope="session")
-    def hass_process():
-        """One `hass` for the whole test session (start costs ~5 s)."""
-        yield shared_hass()
-        stop_shared()
+    def hass_version_params() -> dict[str, Any]:
+        """`@pytest.fixture(**hass_version_params())`: one fixture instance per HA version of this run."""
+        return {"params": hass_versions(), "ids": lambda v: f"ha-{v}"}
+
+    def require_version(version: str) -> HassRuntime:
+        """The runtime, or fail with the line that says how to build it.
+
+        "2025.4" always fails when missing (`make` builds it first, anywhere with a Python 3.13); "current"
+        skips locally, since it needs a Python 3.14 or root, and fails under CI=true.
+        """
+        try:
+            return runtime(version)
+        except HassUnavailable as err:
+            if in_ci() or version == "2025.4":
+                pytest.fail(f"HA {version} is required in CI: {err}", pytrace=False)
+            pytest.skip(f"HA {version}: {err}")
+
+    @pytest.fixture(scope="session", **hass_version_params())
+    def hass_process(request: pytest.FixtureRequest):
+        """One `hass` per HA version for the whole test session (start costs ~5 s)."""
+        require_version(request.param)
+        yield shared_hass(request.param)
+        stop_shared(request.param)
 
     @pytest.fixture(scope="session")
     def hass_home(hass_process):
@@ -358,18 +507,19 @@ try:  # the fixtures only where pytest is importable
         Yields (hass_process, {"areas": {name: area_id}, "devices": {entity_id: ha_device_id}}): a light's
         device stands in for a voice satellite in that room.
         """
-        yield shared_home()
+        yield shared_home(hass_process.runtime.name)
 
 except ImportError:  # pragma: no cover
     pass
 
 
-if __name__ == "__main__":  # `python -m tests.support.hass`: start one and print how to reach it
+if __name__ == "__main__":  # `python -m tests.support.hass [2025.4|current]`: start one, print its address
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop hass and remove its dir on TERM too
-    with HassProcess() as proc:
-        print(json.dumps({"url": proc.url, "token": proc.token, "config_dir": str(proc.config_dir)}))
+    with HassProcess(version=sys.argv[1] if len(sys.argv) > 1 else "2025.4") as proc:
+        info = {"url": proc.url, "token": proc.token, "version": proc.version}
+        print(json.dumps({**info, "config_dir": str(proc.config_dir)}))
         sys.stdout.flush()
         try:
             while True:

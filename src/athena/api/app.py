@@ -19,6 +19,7 @@ from athena.api.auth import ApiToken, load_token
 from athena.api.middleware import GatewayMiddleware
 from athena.config import Settings
 from athena.gateway import Gateway, GatewayStartError
+from athena.wyoming import start_wyoming
 
 log = structlog.get_logger("athena.api")
 
@@ -35,14 +36,18 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             await gateway.start()
+            wyoming = await start_wyoming(gateway)  # None unless ATHENA_WYOMING_PORT is set
         except GatewayStartError as exc:
             start_error.append(str(exc))  # said in one line by the middleware
+            await gateway.close()
             raise
         log.info("athena.listening", token=token.source)
         try:
             yield
         finally:
             log.info("athena.stopping")
+            if wyoming is not None:
+                await wyoming.close()
             await gateway.close()
 
     routes = [*ha.routes, *openai.routes, *health.routes, *admin.routes, *console.routes]

@@ -6,8 +6,6 @@ Parsing here rather than through a framework's body injection keeps the messages
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from typing import Any, TypeVar
 
 import orjson
@@ -16,12 +14,9 @@ from starlette.requests import Request
 
 from athena.api.errors import ApiError, describe_validation
 from athena.records import InvalidDeviceId, validate_device_id
+from athena.turns import clean_spoken
 
 M = TypeVar("M", bound=BaseModel)
-
-# Control characters other than tab/newline make no sense in speech and break logs and prompts.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_SPACES = re.compile(r"\s+")
 
 
 async def read_json(request: Request) -> Any:
@@ -52,11 +47,8 @@ def validate(model: type[M], data: Any, *, status: int = 422) -> M:
 
 
 def clean_text(value: str, field: str, limit: int, *, collapse: bool = True) -> str:
-    """Control characters dropped, whitespace collapsed (spoken text), NFC; empty or over `limit` is a 422."""
-    text = _CONTROL.sub("", value)
-    if collapse:
-        text = _SPACES.sub(" ", text)
-    text = unicodedata.normalize("NFC", text.strip())
+    """turns.clean_spoken; empty or over `limit` is a 422."""
+    text = clean_spoken(value, collapse=collapse)
     if not text:
         raise ApiError(422, f"{field}: must not be empty")
     if len(text) > limit:

@@ -2,20 +2,33 @@
 
 Failures a voice user can hit (LLM down or slow, store down) still answer 200 with response_type "error" and a
 spoken sentence, the way HA's own agents do; only malformed requests get a 4xx.
+
+With `"stream": true` the answer comes as it is written, one JSON object per line (NDJSON, which HA's aiohttp
+reads line by line with no parser of its own):
+
+    {"event": "start", "conversation_id": "<session id>"}
+    {"event": "delta", "text": "It is sunny"}            (as many as the model writes; a local answer is one)
+    {"event": "result", "result": {<ConversationResult>}}
+
+The result always comes last; after a failure mid-answer it is the error result, its speech the words to say.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from athena.api.bodies import clean_text, device_id, read_model
 from athena.api.responses import json_response
-from athena.api.state import engine
+from athena.api.state import engine, gateway
+from athena.engine import TurnRun
 from athena.records import Message, MessageMeta
 from athena.turns import MAX_CONVERSATION_ID, Reply, Target, Turn
 
@@ -46,6 +59,7 @@ class ConversationIn(BaseModel):
     area_id: str | None = _Short
     history: list[PriorTurn] = Field(default_factory=list, max_length=100)
     new_session: bool = False
+    stream: bool = False
 
 
 def _target(t: Target) -> dict[str, str]:
@@ -77,7 +91,7 @@ def conversation_result(reply: Reply, language: str) -> dict[str, Any]:
 async def conversation(request: Request) -> Response:
     eng = engine(request)
     body = await read_model(request, ConversationIn)
-    text = clean_text(body.text, "text", request.app.state.gateway.settings.max_text_chars)
+    text = clean_text(body.text, "text", gateway(request).settings.max_text_chars)
     now = eng.clock()
     turn = Turn(
         text=text,
@@ -94,8 +108,21 @@ async def conversation(request: Request) -> Response:
         new_session=body.new_session,
         prior=tuple(Message(p.role, p.content, now, _FROM_HA) for p in body.history if p.content.strip()),
     )
-    reply = await eng.handle(turn)
-    return json_response(conversation_result(reply, turn.language))
+    if not body.stream:
+        return json_response(conversation_result(await eng.handle(turn), turn.language))
+    run = await eng.open(turn)
+    return StreamingResponse(
+        _lines(run, turn.language), media_type="application/x-ndjson", headers={"Cache-Control": "no-cache"}
+    )
+
+
+async def _lines(run: TurnRun, language: str) -> AsyncIterator[bytes]:
+    yield orjson.dumps({"event": "start", "conversation_id": run.session_id or None}) + b"\n"
+    async with aclosing(run.deltas()) as deltas:
+        async for delta in deltas:
+            yield orjson.dumps({"event": "delta", "text": delta}) + b"\n"
+    if run.reply is not None:
+        yield orjson.dumps({"event": "result", "result": conversation_result(run.reply, language)}) + b"\n"
 
 
 routes = [

@@ -44,6 +44,7 @@ from athena.llm.base import (
     ChatStream,
     Completion,
     LLMBackend,
+    LLMContextOverflow,
     LLMError,
     LLMHTTPError,
     LLMTimeout,
@@ -62,6 +63,7 @@ __all__ = [
     "Completion",
     "FallbackBackend",
     "LLMBackend",
+    "LLMContextOverflow",
     "LLMError",
     "LLMHTTPError",
     "LLMTimeout",
@@ -84,13 +86,17 @@ def make_backend(
     timeouts: Timeouts | None = None,
     keep_alive: str | None = None,
     name: str | None = None,
+    context_tokens: int | None = None,
 ) -> OpenAIBackend | OllamaBackend:
     """One backend of the given wire format ("openai" or "ollama")."""
     if api == "openai":
-        return OpenAIBackend(url, model, api_key=api_key, timeouts=timeouts, name=name or api)
+        return OpenAIBackend(
+            url, model, api_key=api_key, timeouts=timeouts, name=name or api, context_tokens=context_tokens
+        )
     if api == "ollama":
         return OllamaBackend(
-            url, model, api_key=api_key, timeouts=timeouts, keep_alive=keep_alive, name=name or api
+            url, model, api_key=api_key, timeouts=timeouts, keep_alive=keep_alive, name=name or api,
+            context_tokens=context_tokens,
         )
     raise ValueError(f"unknown LLM API {api!r}; use 'openai' or 'ollama'")
 

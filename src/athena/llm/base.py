@@ -29,6 +29,17 @@ class LLMHTTPError(LLMError):
         self.body = body
 
 
+class LLMContextOverflow(LLMHTTPError):
+    """The prompt did not fit the model's context window; `context_tokens` is the window when the server
+    said it. A shorter history may well fit."""
+
+    def __init__(
+        self, message: str, status: int, body: bytes = b"", context_tokens: int | None = None
+    ) -> None:
+        super().__init__(message, status, body)
+        self.context_tokens = context_tokens
+
+
 @dataclass(frozen=True, slots=True)
 class Completion:
     """How an answer ended: its whole text, the model's finish reason, token usage and tool calls."""
@@ -89,6 +100,13 @@ RelayStream = AsyncGenerator[RelayChunk, None]
 class LLMBackend(Protocol):
     name: str  # for metrics and logs, e.g. "openai" or "ollama"
     model: str
+
+    @property
+    def context_tokens(self) -> int | None:
+        """The model's context window in tokens, when configured or learnt from the server; else None."""
+
+    def learn_context(self, tokens: int) -> None:
+        """Keep a window the server told (or showed, by refusing a prompt of about that size)."""
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...

@@ -38,6 +38,16 @@ class FallbackBackend:
     def __repr__(self) -> str:
         return f"FallbackBackend({self.primary!r}, {self.fallback!r})"
 
+    @property
+    def context_tokens(self) -> int | None:
+        """The smaller window, so a prompt fits whichever backend answers."""
+        known = [t for t in (self.primary.context_tokens, self.fallback.context_tokens) if t]
+        return min(known) if known else None
+
+    def learn_context(self, tokens: int) -> None:
+        self.primary.learn_context(tokens)
+        self.fallback.learn_context(tokens)
+
     async def open(self) -> None:
         await self.primary.open()
         await self.fallback.open()

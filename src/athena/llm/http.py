@@ -15,6 +15,7 @@ spans a generator's ``yield``.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,12 +23,19 @@ from typing import Any
 
 import aiohttp
 import orjson
+import structlog
 from yarl import URL
 
-from athena.llm.base import LLMError, LLMHTTPError, LLMTimeout
+from athena.llm.base import LLMContextOverflow, LLMError, LLMHTTPError, LLMTimeout
 from athena.observability import LLM_FIRST_TOKEN_SECONDS, LLM_SECONDS
 
+log = structlog.get_logger("athena.llm")
+
 ERROR_BODY_LIMIT = 4096  # bytes of an HTTP error body kept for the message and the relay
+# How servers say a prompt is too long: OpenAI and vLLM ("maximum context length is 2048 tokens"), llama.cpp
+# ("exceeds the available context size", n_ctx), llama-cpp-python, LM Studio, LiteLLM.
+_OVERFLOW = re.compile(r"context (?:length|size|window)|context_length_exceeded|n_ctx|too many tokens", re.I)
+_WINDOW = re.compile(r"(?:maximum context length is|context window of|\"n_ctx\":\s*)\s*(\d+)", re.I)
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
 
@@ -165,8 +173,10 @@ class HTTPBackend:
         timeouts: Timeouts | None = None,
         name: str,
         max_connections: int = 64,
+        context_tokens: int | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.context_tokens = context_tokens
         self.model = model
         self.name = name
         self.timeouts = timeouts or Timeouts()
@@ -179,6 +189,12 @@ class HTTPBackend:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, url={self.url!r}, model={self.model!r})"
+
+    def learn_context(self, tokens: int) -> None:
+        """A context window the server told us (its properties, an overflow error): kept for the process."""
+        if tokens != self.context_tokens:
+            log.info("llm.context_window", backend=self.name, tokens=tokens)
+            self.context_tokens = tokens
 
     def endpoint(self, path: str) -> URL:
         url = self._urls.get(path)
@@ -252,14 +268,24 @@ class HTTPBackend:
                 raw = await resp.content.read(ERROR_BODY_LIMIT)
             finally:
                 resp.close()
-            raise LLMHTTPError(_http_error_message(resp.status, raw), resp.status, raw)
+            message = _http_error_message(resp.status, raw)
+            if resp.status in (400, 413, 422) and _OVERFLOW.search(message):
+                found = _WINDOW.search(raw.decode("utf-8", "replace"))
+                window = int(found.group(1)) if found else None
+                if window:
+                    self.learn_context(window)
+                raise LLMContextOverflow(message, resp.status, raw, window)
+            raise LLMHTTPError(message, resp.status, raw)
         return resp
 
-    async def _request_json(self, method: str, path: str, body: bytes | None, deadline: Deadline) -> bytes:
+    async def _request_json(
+        self, method: str, path: str, body: bytes | None, deadline: Deadline, *, absolute: bool = False
+    ) -> bytes:
         """A whole answer's bytes within the deadline (one timeout for sending and reading)."""
+        url = URL(path) if absolute else self.endpoint(path)
         try:
             async with asyncio.timeout_at(deadline.at):
-                resp = await self._start(method, self.endpoint(path), body)
+                resp = await self._start(method, url, body)
                 try:
                     return await resp.read()
                 finally:

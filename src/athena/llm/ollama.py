@@ -164,12 +164,15 @@ class OllamaBackend(HTTPBackend):
         timeouts: Timeouts | None = None,
         keep_alive: str | None = None,
         name: str = "ollama",
+        context_tokens: int | None = None,
     ) -> None:
         url = url.rstrip("/")
         for suffix in ("/v1", "/api"):
             if url.endswith(suffix):
                 url = url[: -len(suffix)]
-        super().__init__(url, model, api_key=api_key, timeouts=timeouts, name=name)
+        super().__init__(
+            url, model, api_key=api_key, timeouts=timeouts, name=name, context_tokens=context_tokens
+        )
         self.keep_alive = keep_alive
         self._chat_url = self.endpoint("/api/chat")
 

@@ -13,7 +13,17 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
-from athena.llm.base import ChatMessage, ChatStream, Completion, LLMError, RelayChunk, Relayed, RelayStream
+from athena.llm.base import (
+    ChatMessage,
+    ChatStream,
+    Completion,
+    LLMContextOverflow,
+    LLMError,
+    LLMTimeout,
+    RelayChunk,
+    Relayed,
+    RelayStream,
+)
 from athena.llm.http import Deadline, HTTPBackend, Timeouts, dumps, loads
 from athena.llm.wire import DONE_EVENT, ChunkInfo, ToolCallParts, read_chunk, read_completion
 
@@ -30,8 +40,11 @@ class OpenAIBackend(HTTPBackend):
         api_key: str | None = None,
         timeouts: Timeouts | None = None,
         name: str = "openai",
+        context_tokens: int | None = None,
     ) -> None:
-        super().__init__(url, model, api_key=api_key, timeouts=timeouts, name=name)
+        super().__init__(
+            url, model, api_key=api_key, timeouts=timeouts, name=name, context_tokens=context_tokens
+        )
         self._chat_url = self.endpoint("/chat/completions")
 
     def _body(self, messages: Sequence[ChatMessage], options: Mapping[str, Any], stream: bool) -> bytes:
@@ -69,6 +82,26 @@ class OpenAIBackend(HTTPBackend):
                     usage = info.usage or usage
         yield Completion("".join(parts), finish, usage, calls.calls())
 
+    async def open(self) -> None:
+        await super().open()
+        if self.context_tokens is None:
+            await self._learn_window()
+
+    async def _learn_window(self) -> None:
+        """llama.cpp's server says its context window at /props (beside /v1); others have no such page."""
+        root = self.url.removesuffix("/v1")
+        try:
+            deadline = Deadline(Timeouts(self.timeouts.connect, self.timeouts.connect, self.timeouts.connect),
+                                streaming=False)
+            raw = await self._request_json("GET", root + "/props", None, deadline, absolute=True)
+            props = loads(raw, "properties")
+        except LLMError:
+            return
+        settings = props.get("default_generation_settings") if isinstance(props, dict) else None
+        n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
+        if isinstance(n_ctx, int) and n_ctx > 0:
+            self.learn_context(n_ctx)
+
     async def models(self) -> list[str]:
         data = await self._probe("/models")
         items = data.get("data") if isinstance(data, dict) else None
@@ -104,7 +137,7 @@ class OpenAIBackend(HTTPBackend):
         deadline = Deadline(self.timeouts, streaming=True)
         resp = await self._send("POST", self._chat_url, body, deadline)
         reader = self.lines(resp, deadline)
-        finished = clean = started = False
+        finished = clean = started = seen = False
         held: list[bytes] = []
         held_infos: list[ChunkInfo] = []
         try:
@@ -114,7 +147,15 @@ class OpenAIBackend(HTTPBackend):
                     f"expected an event stream from the LLM, got {resp.content_type}: {raw[:80]!r}"
                 )
             while True:
-                lines = await reader.next()
+                try:
+                    lines = await reader.next()
+                except LLMError as exc:
+                    if seen or isinstance(exc, LLMTimeout | LLMContextOverflow):
+                        raise
+                    # llama-cpp-python ends the stream of a prompt too long for its window, at once and
+                    # without a word, sometimes by dropping the connection: one retry with less history helps.
+                    message = f"{exc} (before the first event: a prompt too long?)"
+                    raise LLMContextOverflow(message, 200) from exc
                 if not lines:
                     clean = True
                     break
@@ -126,6 +167,7 @@ class OpenAIBackend(HTTPBackend):
                         if line and not line.startswith(_SSE_FIELDS):
                             raise LLMError(f"the LLM's stream is not server-sent events: {line[:80]!r}")
                         continue
+                    seen = True
                     payload = line[5:].strip()
                     if payload == b"[DONE]":
                         done = True
@@ -154,6 +196,10 @@ class OpenAIBackend(HTTPBackend):
                 resp.release()
             else:
                 resp.close()
+        if not seen:  # llama-cpp-python's answer to a prompt longer than its context window
+            raise LLMContextOverflow(
+                "the LLM's stream ended without a single event (a prompt too long for its context?)", 200
+            )
         if not finished:
             raise LLMError("the LLM's stream ended before the answer was complete")
         self.observe_answer(deadline)

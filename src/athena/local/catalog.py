@@ -21,6 +21,11 @@ log = structlog.get_logger("athena.local")
 _LANGUAGES = {lang.casefold(): lang for lang in home_assistant_intents.get_languages()}
 
 
+def shipped_languages() -> list[str]:
+    """Every language Home Assistant's intent data ships (what the local path can understand)."""
+    return sorted(_LANGUAGES.values())
+
+
 @lru_cache(maxsize=256)
 def resolve_language(language: str | None) -> str | None:
     """The shipped language that fits `language` best, or None when none does."""

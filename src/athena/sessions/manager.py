@@ -40,9 +40,19 @@ DeviceStatus = Literal["allowed", "blocked", "pending"]
 SETTINGS_CACHE = 10_000  # devices whose stored settings a gateway keeps in memory (see SessionManager.admit)
 
 
-def estimate_tokens(text: str) -> int:
-    """A rough token count (4 characters a token): good enough to keep a prompt within a budget."""
-    return math.ceil(len(text) / 4)
+def estimate_tokens(value: object) -> int:
+    """A rough token count (4 characters a token) of a text, a message or anything JSON: good enough to keep
+    a prompt within a budget."""
+    if isinstance(value, str):
+        return math.ceil(len(value) / 4)
+    if isinstance(value, Message):
+        calls = value.meta.tool_calls
+        return estimate_tokens(value.content) + sum(estimate_tokens(c.arguments) for c in calls)
+    if isinstance(value, list | tuple):
+        return sum(estimate_tokens(v) for v in value)
+    if isinstance(value, Mapping):
+        return sum(estimate_tokens(v) for v in value.values()) + len(value)
+    return 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,7 +483,7 @@ def trim(messages: Sequence[Message], budget: int) -> list[Message]:
     kept: list[Message] = []
     used = 0
     for message in reversed(messages):
-        used += estimate_tokens(message.content)
+        used += estimate_tokens(message)
         if used > budget:
             break
         kept.append(message)
