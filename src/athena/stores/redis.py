@@ -435,14 +435,17 @@ class RedisStore:
         if int(out[0]) == -1:
             raise DeviceChanged(_device_record(device, out[1:]) or DeviceRecord(device))
         session = _session(device, out[4:11])
-        new_device, first_usage = bool(int(out[2])), day if int(out[3]) == 1 else None
+        created, reindex, new_device, first_usage = (
+            out[0] == 1, out[1] == 1, out[2] == 1, day if out[3] == 1 else None
+        )
+        if not (created or reindex or new_device or first_usage is not None):
+            return Acquired(session, created=False, ended=None)  # the common turn: one round trip
         pipe = self._r.pipeline(transaction=False)
         self._noted(pipe, device, new_device=new_device, usage_day=first_usage, now=now)
-        if not int(out[0]):
-            if int(out[1]):
+        if not created:
+            if reindex:
                 pipe.zadd(self._index, {_member(session.id, session.device): session.expires_at})
-            if len(pipe):
-                await self._call(pipe.execute())
+            await self._call(pipe.execute())
             return Acquired(session, created=False, ended=None)
         retired = _session(device, out[11:18]) if len(out) > 11 else None
         self._index_new(session, retired, pipe)
