@@ -242,3 +242,16 @@ async def test_settings_survive_a_restart(tmp_path: Path, fake_llm: FakeLLM, kin
         assert d["settings"] == {"timeout": 42.0} and d["name"] == "Office"
         await gw.converse("back again", device_id="office")
         assert (await gw.session("office"))["timeout"] == 42  # type: ignore[index]
+
+
+async def test_stats_parameters_are_checked(gateway: LiveGateway) -> None:
+    await gateway.converse("hello", device_id="office")
+    ok = await gateway.client.get("/athena/stats", params={"since": "2020-01-01", "device": "office"})
+    assert ok.status_code == 200 and ok.json()["totals"]["turns"] == 1
+    for params, named in (
+        ({"since": "yesterday"}, "since"),
+        ({"since": "2030-01-02", "until": "2030-01-01"}, "since"),
+        ({"device": "bad id"}, "device"),
+    ):
+        resp = await gateway.client.get("/athena/stats", params=params)
+        assert resp.status_code == 422 and named in resp.json()["error"]["message"], params
