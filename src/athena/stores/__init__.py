@@ -1,8 +1,17 @@
-"""Session stores, chosen by URL: `sqlite:///path`, `redis://host:port/db[?prefix=name]`, `memory://`."""
+"""Session stores, chosen by URL: `sqlite:///path`, `redis://host:port/db[?prefix=name]`,
+`redis+cluster://host:port[?prefix=name]` (a Redis Cluster, one seed node), `memory://`."""
 
 from __future__ import annotations
 
-from athena.stores.base import Acquired, DeviceChanged, Retention, SessionGone, Store, StoreError
+from athena.stores.base import (
+    Acquired,
+    DeviceChanged,
+    Retention,
+    SessionGone,
+    Store,
+    StoreDegraded,
+    StoreError,
+)
 
 __all__ = [
     "Acquired",
@@ -10,6 +19,7 @@ __all__ = [
     "Retention",
     "SessionGone",
     "Store",
+    "StoreDegraded",
     "StoreError",
     "create_store",
     "store_kind",
@@ -17,8 +27,10 @@ __all__ = [
 
 
 def store_kind(url: str) -> str:
-    """"sqlite", "redis" or "memory", as /athena/info reports it."""
+    """"sqlite", "redis", "redis-cluster" or "memory", as /athena/info reports it."""
     scheme = url.split(":", 1)[0]
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        return "redis-cluster"
     return "redis" if scheme in ("redis", "rediss") else scheme
 
 
@@ -34,7 +46,7 @@ def create_store(url: str, retention: Retention | None = None) -> Store:
         from athena.stores.sqlite import SQLiteStore
 
         return SQLiteStore.from_url(url, retention)
-    if kind == "redis":
+    if kind in ("redis", "redis-cluster"):
         from athena.stores.redis import RedisStore
 
         return RedisStore.from_url(url, retention)

@@ -1,5 +1,6 @@
 # ruff: noqa: ASYNC109  (`timeout` is a session's idle limit here, not an I/O deadline)
-"""`redis://host:port/db[?prefix=athena]`: a store several gateways can share.
+"""`redis://host:port/db[?prefix=athena]`: a store several gateways can share; `redis+cluster://host:port`
+(one seed node is enough) for a Redis Cluster, through redis-py's cluster client.
 
 A device's records live under one hash tag, `<prefix>:{<device>}:session` (a hash) and `:history` (a
 list), so each operation is one Lua script on one slot: atomic, and Redis-Cluster-safe. Two things span
@@ -11,6 +12,14 @@ The index is lazy: a session is indexed at its first deadline and a touch does n
 sweep finds it still alive it re-indexes it at its real deadline. A sweep thus costs what is due, not what is
 stored, and a turn costs one round trip. Keys also carry a Redis expiry (deadline + `grace`) so a store
 nobody sweeps still empties itself; the grace leaves the sweep time to report what ended.
+
+In a cluster, a device's records are one slot, so its scripts run on one node; nothing spans slots in one
+transaction (cross-slot pipelines are plain batches, which the cluster client splits by node). The expiry
+index is one key, on one node, and a session-id key lives on its own id's slot. Both are auxiliary: updating
+them is best effort (logged), so a device whose own slot is served keeps working while the node holding the
+index is down; such a session still ends on time (every look-up checks expiry, and its keys expire in Redis),
+it is only missing from listings and sweep reports, and a look-up by session id fails while its key's node
+is down. `ping()` tells readiness how much of the cluster answers (StoreDegraded while some node does not).
 
 What the console reads lives under the same hash tag and is written by the same scripts, so a turn still costs
 one round trip: `:device` (a hash: name, area, first/last seen, turns, settings as `s:<name>` fields and their
@@ -24,14 +33,16 @@ keys with usage rows that day).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import orjson
 import redis.asyncio as aioredis
+import structlog
 from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from athena.records import (
     DeviceRecord,
@@ -43,7 +54,19 @@ from athena.records import (
     UsageRow,
     Visit,
 )
-from athena.stores.base import DAY, Acquired, DeviceChanged, Retention, SessionGone, StoreError, day_of
+from athena.stores.base import (
+    DAY,
+    Acquired,
+    DeviceChanged,
+    Retention,
+    SessionGone,
+    StoreDegraded,
+    StoreError,
+    day_of,
+)
+
+log = structlog.get_logger("athena.stores")
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 T = TypeVar("T")
 
@@ -167,6 +190,14 @@ if expires_at < tonumber(cur[4]) then reindex = 1 end
 return {reindex, used, cur[1], cur[2], ARGV[2], num(expires_at), ARGV[3], ARGV[4], tostring(turns)}
 """
 
+# KEYS: session, history. ARGV: session_id, limit. The newest `limit` messages, or false when the session
+# is not the device's current one.
+_HISTORY = """
+local cur = redis.call('HGET', KEYS[1], 'id')
+if cur ~= ARGV[1] then return false end
+return redis.call('LRANGE', KEYS[2], -tonumber(ARGV[2]), -1)
+"""
+
 # KEYS: session, history, device, past. ARGV: now, retention_ms. Returns the ended session's fields, or false.
 _CLEAR = _LUA_COMMON + """
 local cur = fields(KEYS[1])
@@ -238,6 +269,10 @@ def _device_record(device: str, raw: Sequence[Any] | Mapping[Any, Any]) -> Devic
     )
 
 
+class _ConnectionReset(StoreError):
+    """The cluster client lost a connection before writing the command: safe to send once more."""
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -278,6 +313,7 @@ class RedisStore:
         *,
         prefix: str = "athena",
         grace: float = 3600.0,
+        cluster: bool = False,
         retention: Retention | None = None,
     ) -> None:
         if not prefix or any(c in prefix for c in "{} "):
@@ -288,18 +324,26 @@ class RedisStore:
         self.retention = retention or Retention()
         self._retention_ms = int(self.retention.transcripts * 1000)
         self._device_ttl_ms = max(1, int(self.retention.usage * 1000))
+        self.cluster = cluster
         parts = urlsplit(url)
-        self._where = f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"
-        self._redis: aioredis.Redis | None = None
+        if cluster and parts.path.strip("/") not in ("", "0"):
+            raise ValueError(f"a Redis Cluster has only database 0, not {parts.path.strip('/')!r}")
+        where = f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"
+        self._where = where
+        self._name = "Redis Cluster" if cluster else "Redis"
+        self._redis: aioredis.Redis | RedisCluster | None = None
 
     @classmethod
     def from_url(cls, url: str, retention: Retention | None = None) -> RedisStore:
-        """Takes a `prefix` query parameter (default "athena"); the rest of the URL goes to redis-py."""
+        """Takes a `prefix` query parameter (default "athena"); the rest of the URL goes to redis-py.
+        `redis+cluster://` (`rediss+cluster://`) is redis-py's cluster client seeded with that node."""
         parts = urlsplit(url)
         query = parse_qs(parts.query)
         prefix = query.pop("prefix", ["athena"])[-1]
-        rest = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
-        return cls(rest, prefix=prefix, retention=retention)
+        cluster = parts.scheme in CLUSTER_SCHEMES
+        scheme = CLUSTER_SCHEMES.get(parts.scheme, parts.scheme)
+        rest = urlunsplit(parts._replace(scheme=scheme, query=urlencode(query, doseq=True)))
+        return cls(rest, prefix=prefix, cluster=cluster, retention=retention)
 
     # Keys.
 
@@ -329,7 +373,13 @@ class RedisStore:
         return f"{self.prefix}:usage:{day}"
 
     def _noted(
-        self, pipe: Pipeline, device: str, *, new_device: bool, usage_day: int | None, now: float
+        self,
+        pipe: Pipeline | ClusterPipeline,
+        device: str,
+        *,
+        new_device: bool,
+        usage_day: int | None,
+        now: float,
     ) -> None:
         """The cross-device sets, written only when a device or a key's first usage row of a day appears."""
         if new_device:
@@ -348,28 +398,63 @@ class RedisStore:
     # Plumbing.
 
     @property
-    def _r(self) -> aioredis.Redis:
+    def _r(self) -> aioredis.Redis | RedisCluster:
         if self._redis is None:
             raise StoreError("Redis store is not open")
         return self._redis
 
+    def _pipeline(self) -> Pipeline | ClusterPipeline:
+        """A batch without a transaction: in a cluster its commands may span slots (split by node)."""
+        return self._r.pipeline(transaction=False)
+
     async def _call(self, op: Awaitable[T]) -> T:
         try:
             return await op
-        except RedisError as exc:
-            raise StoreError(f"Redis at {self._where} failed: {exc.__class__.__name__}: {exc}") from exc
+        except AttributeError as exc:
+            if not self.cluster:
+                raise
+            # redis-py's cluster client, when a node fails under concurrent load, can close a connection
+            # another task is about to write to ("'NoneType' object has no attribute 'writelines'"):
+            # nothing was sent, so it may be sent again. Any other such failure is a plain StoreError.
+            kind = _ConnectionReset if "writelines" in str(exc) else StoreError
+            raise kind(f"{self._name} at {self._where} lost a connection: {exc}") from exc
+        except (RedisError, RedisClusterException) as exc:
+            raise StoreError(
+                f"{self._name} at {self._where} failed: {exc.__class__.__name__}: {exc}"
+            ) from exc
         except OSError as exc:
-            raise StoreError(f"Redis at {self._where} is unreachable: {exc}") from exc
+            raise StoreError(f"{self._name} at {self._where} is unreachable: {exc}") from exc
+
+    async def _retrying(self, make: Callable[[], Awaitable[T]]) -> T:
+        """A turn's command, sent again once if a connection was reset before it was written."""
+        try:
+            return await self._call(make())
+        except _ConnectionReset:
+            return await self._call(make())
+
+    async def _best_effort(self, op: Awaitable[Any], what: str) -> None:
+        """An auxiliary write (the expiry index, a session-id key): a failure is logged, not the turn's."""
+        try:
+            await self._call(op)
+        except StoreError as exc:
+            log.warning("store.index_failed", what=what, error=str(exc))
 
     async def open(self) -> None:
         if self._redis is not None:
             return
-        self._redis = aioredis.Redis.from_url(
-            self.url, socket_connect_timeout=3, socket_timeout=5, health_check_interval=30
-        )
+        if self.cluster:
+            # Partial service: slots whose node answers are served while another node is down.
+            self._redis = RedisCluster.from_url(
+                self.url, socket_connect_timeout=3, socket_timeout=5, require_full_coverage=False
+            )
+        else:
+            self._redis = aioredis.Redis.from_url(
+                self.url, socket_connect_timeout=3, socket_timeout=5, health_check_interval=30
+            )
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._append = self._redis.register_script(_APPEND)
         self._clear = self._redis.register_script(_CLEAR)
+        self._history = self._redis.register_script(_HISTORY)
         self._sweep_one = self._redis.register_script(_SWEEP_ONE)
         self._refuse = self._redis.register_script(_REFUSE)
         self._configure = self._redis.register_script(_CONFIGURE)
@@ -378,7 +463,7 @@ class RedisStore:
         except StoreError as exc:
             await self.close()
             cause = exc.__cause__ or exc
-            raise StoreError(f"cannot reach the Redis store at {self._where}: {cause}") from exc
+            raise StoreError(f"cannot reach the {self._name} store at {self._where}: {cause}") from exc
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -386,9 +471,30 @@ class RedisStore:
             await redis.aclose()
 
     async def ping(self) -> None:
-        await self._call(self._r.ping())
+        if not isinstance(self._redis, RedisCluster):
+            await self._call(self._r.ping())
+            return
+        # Every primary on its own: all down is a StoreError, some down is StoreDegraded (still ready).
+        cluster = self._redis
+        await self._call(cluster.initialize())  # learns the nodes from the seed (a no-op once done)
+        nodes = cluster.get_primaries()
+        down = []
+        for node in nodes:
+            try:
+                await self._call(cluster.execute_command("PING", target_nodes=node))
+            except StoreError:
+                down.append(node.name)
+        if len(down) == len(nodes):
+            raise StoreError(f"no node of the {self._name} at {self._where} answers ({', '.join(down)})")
+        if down:
+            raise StoreDegraded(
+                f"{len(down)} of {len(nodes)} nodes of the {self._name} do not answer ({', '.join(down)}): "
+                "the devices on their slots cannot be served"
+            )
 
-    def _index_new(self, session: Session, retired: Session | None, pipe: Pipeline) -> None:
+    def _index_new(
+        self, session: Session, retired: Session | None, pipe: Pipeline | ClusterPipeline
+    ) -> None:
         if retired is not None:
             self._unindex(pipe, [_member(retired.id, retired.device)])
         pipe.set(self._sid_key(session.id), session.device, px=int(session.max_age * 1000) + self.grace_ms)
@@ -396,15 +502,16 @@ class RedisStore:
 
     async def _reindex(self, session: Session) -> None:
         """Move the index entry to an earlier deadline (a touch under a shorter policy)."""
-        await self._call(self._r.zadd(self._index, {_member(session.id, session.device): session.expires_at}))
+        entry = {_member(session.id, session.device): session.expires_at}
+        await self._best_effort(self._r.zadd(self._index, entry), "re-index a session")
 
-    def _unindex(self, pipe: Pipeline, members: Sequence[str]) -> None:
+    def _unindex(self, pipe: Pipeline | ClusterPipeline, members: Sequence[str]) -> None:
         pipe.zrem(self._index, *members)
         for member in members:
             pipe.delete(self._sid_key(_split(member)[0]))  # one key per DEL: sid keys span cluster slots
 
     async def _device_of(self, session_id: str) -> str | None:
-        device = await self._call(self._r.get(self._sid_key(session_id)))
+        device = await self._retrying(lambda: self._r.get(self._sid_key(session_id)))
         return _text(device) if device is not None else None
 
     # Operations.
@@ -422,8 +529,9 @@ class RedisStore:
         usage: UsageRow | None = None,
     ) -> Acquired:
         day, row, usage_ttl = self._usage_args(usage, now)
-        out = await self._call(self._acquire(
-            keys=self._keys(device, day),
+        keys = self._keys(device, day)
+        out = await self._retrying(lambda: self._acquire(
+            keys=keys,
             args=[
                 _num(now), _num(timeout), _num(max_age), new_id, "1" if force_new else "0", self.grace_ms,
                 "" if visit is None else visit.version,
@@ -440,20 +548,20 @@ class RedisStore:
         )
         if not (created or reindex or new_device or first_usage is not None):
             return Acquired(session, created=False, ended=None)  # the common turn: one round trip
-        pipe = self._r.pipeline(transaction=False)
+        pipe = self._pipeline()
         self._noted(pipe, device, new_device=new_device, usage_day=first_usage, now=now)
         if not created:
             if reindex:
                 pipe.zadd(self._index, {_member(session.id, session.device): session.expires_at})
-            await self._call(pipe.execute())
+            await self._best_effort(pipe.execute(), "re-index a session")
             return Acquired(session, created=False, ended=None)
         retired = _session(device, out[11:18]) if len(out) > 11 else None
         self._index_new(session, retired, pipe)
-        await self._call(pipe.execute())
+        await self._best_effort(pipe.execute(), "index a new session")
         return Acquired(session, created=True, ended=retired)
 
     async def get(self, device: str) -> Session | None:
-        f = await self._call(self._r.hmget(self._session_key(device), *_FIELDS))
+        f = await self._retrying(lambda: self._r.hmget(self._session_key(device), *_FIELDS))
         return _session(device, f) if f[0] is not None else None
 
     async def get_by_id(self, session_id: str) -> Session | None:
@@ -480,15 +588,16 @@ class RedisStore:
             raise SessionGone(f"session {session_id} was replaced or cleared")
         encoded = encode_messages(messages)
         day, row, usage_ttl = self._usage_args(usage, now)
-        out = await self._call(self._append(
-            keys=self._keys(device, day),
+        keys = self._keys(device, day)
+        out = await self._retrying(lambda: self._append(
+            keys=keys,
             args=[session_id, _num(now), _num(timeout), _num(max_age), cap, self.grace_ms, row, usage_ttl,
                   *encoded],
         ))
         if int(out[1]) == 1:
-            pipe = self._r.pipeline(transaction=False)
+            pipe = self._pipeline()
             self._noted(pipe, device, new_device=False, usage_day=day, now=now)
-            await self._call(pipe.execute())
+            await self._best_effort(pipe.execute(), "index a day's usage")
         if int(out[0]) == -1:
             raise SessionGone(f"session {session_id} was replaced or cleared")
         session = _session(device, out[2:9])
@@ -502,12 +611,11 @@ class RedisStore:
         device = device or await self._device_of(session_id)
         if device is None:
             return []
-        session_key, history_key, *_ = self._keys(device)
-        pipe = self._r.pipeline(transaction=True)  # one slot: MULTI is cluster-safe here
-        pipe.hget(session_key, "id")
-        pipe.lrange(history_key, -limit, -1)
-        current, raw = await self._call(pipe.execute())
-        if current is None or _text(current) != session_id:
+        # One script on the device's slot, not MULTI: redis-py's cluster client runs a transaction
+        # pipeline on a thread with an event loop of its own.
+        keys = self._keys(device)[:2]
+        raw = await self._retrying(lambda: self._history(keys=keys, args=[session_id, limit]))
+        if raw is None:
             return []
         return [_decode(item) for item in raw]
 
@@ -517,9 +625,9 @@ class RedisStore:
         if out is None:
             return None
         removed = _session(device, out)
-        pipe = self._r.pipeline(transaction=False)
+        pipe = self._pipeline()
         self._unindex(pipe, [_member(removed.id, device)])
-        await self._call(pipe.execute())
+        await self._best_effort(pipe.execute(), "unindex a cleared session")
         return removed
 
     async def sessions(self) -> list[Session]:
@@ -528,7 +636,7 @@ class RedisStore:
         devices = list(dict.fromkeys(_split(m)[1] for m in members))
         if not devices:
             return []
-        pipe = self._r.pipeline(transaction=False)
+        pipe = self._pipeline()
         for device in devices:
             pipe.hmget(self._session_key(device), *_FIELDS)
         rows = await self._call(pipe.execute())
@@ -542,12 +650,16 @@ class RedisStore:
             if not due:
                 break
             members = [_text(m) for m in due]
-            pipe = self._r.pipeline(transaction=False)
+            pipe = self._pipeline()
             for member in members:
                 session_id, device = _split(member)
-                await self._sweep_one(
-                    keys=self._keys(device)[:4], args=[session_id, _num(now), self._retention_ms], client=pipe
-                )
+                keys = self._keys(device)[:4]
+                args: list[str | int] = [session_id, _num(now), self._retention_ms]
+                if self.cluster:  # a cluster pipeline loads no scripts: EVAL with the text, on each slot
+                    pipe.eval(_SWEEP_ONE, len(keys), *keys, *args)
+                else:
+                    assert isinstance(pipe, Pipeline)
+                    await self._sweep_one(keys=keys, args=args, client=pipe)
             results = await self._call(pipe.execute())
             drop: list[str] = []
             live: dict[str, float] = {}
@@ -559,7 +671,7 @@ class RedisStore:
                 drop.append(member)
                 if tag == "expired":
                     removed.append(_session(_split(member)[1], out[1:8]))
-            pipe = self._r.pipeline(transaction=False)
+            pipe = self._pipeline()
             if drop:
                 self._unindex(pipe, drop)
             if live:
@@ -585,7 +697,7 @@ class RedisStore:
         names = sorted(_text(d) for d in await self._call(self._r.smembers(self._devices_key)))
         if not names:
             return []
-        pipe = self._r.pipeline(transaction=False)
+        pipe = self._pipeline()
         for device in names:
             pipe.hgetall(self._keys(device)[2])
         rows = await self._call(pipe.execute())
@@ -619,7 +731,7 @@ class RedisStore:
             keys=[keys[2], keys[4]],
             args=[_num(now), visit.name or "", visit.area or "", self._device_ttl_ms, row, usage_ttl],
         ))
-        pipe = self._r.pipeline(transaction=False)
+        pipe = self._pipeline()
         self._noted(pipe, device, new_device=bool(int(out[0])), usage_day=day if int(out[1]) == 1 else None,
                     now=now)
         await self._call(pipe.execute())
@@ -637,7 +749,7 @@ class RedisStore:
         keys += [k for i in past for k in (f"{past_key}:{i}", f"{past_key}:{i}:history")]
         keys += [self._keys(device, d)[4] for d in days]
         found = int(await self._call(self._r.delete(*keys)))  # one hash tag: one slot
-        pipe = self._r.pipeline(transaction=False)
+        pipe = self._pipeline()
         if live is not None:
             self._unindex(pipe, [_member(live.id, device)])
         pipe.srem(self._devices_key, device)
@@ -655,7 +767,7 @@ class RedisStore:
         )]
         if not ids:
             return []
-        pipe = self._r.pipeline(transaction=False)
+        pipe = self._pipeline()
         for i in ids:
             pipe.hgetall(f"{past_key}:{i}")
         out = []
@@ -677,7 +789,7 @@ class RedisStore:
         if until <= since:
             return []
         days = range(day_of(since), day_of(until) + 1)
-        pipe = self._r.pipeline(transaction=False)
+        pipe = self._pipeline()
         for d in days:
             pipe.smembers(self._usage_index(d))
         wanted = [
@@ -686,7 +798,7 @@ class RedisStore:
         ]
         if not wanted:
             return []
-        pipe = self._r.pipeline(transaction=False)
+        pipe = self._pipeline()
         for d, device in wanted:
             pipe.lrange(self._keys(device, d)[4], 0, -1)
         rows = []
