@@ -4,6 +4,7 @@ run-time settings, and the usage figures. The console (/admin) and `athena devic
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Awaitable
 from datetime import datetime
@@ -75,6 +76,8 @@ async def session(request: Request) -> Response:
 
 # -- devices, export, usage (the operator's console) ---------------------------------------------------
 DAY = 86_400.0
+YEAR = 365 * DAY
+MAX_WINDOW = 3660 * DAY  # a stats window: ten years of days at most
 _LANGUAGE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
 
 
@@ -82,8 +85,8 @@ class DeviceSettingsIn(BaseModel):
     """PUT /athena/devices/{device}: the settings sent are set (null clears one), the others are kept."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    timeout: PositiveFloat | None = None
-    max_age: PositiveFloat | None = None
+    timeout: PositiveFloat | None = Field(default=None, le=YEAR)
+    max_age: PositiveFloat | None = Field(default=None, le=YEAR)
     history: int | None = Field(default=None, ge=0, le=1000)
     system_prompt: str | None = Field(default=None, max_length=4000)
     language: str | None = Field(default=None, max_length=35, pattern=_LANGUAGE)
@@ -141,19 +144,22 @@ def _when(request: Request, name: str, default: float) -> float:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
+    what = f"{name}: {raw[:40]!r} is neither Unix seconds nor an ISO 8601 date or date-time"
+    bad = ApiError(422, what, "invalid_value")
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(raw)
-    except ValueError:
-        raise ApiError(
-            422, f"{name}: {raw!r} is neither Unix seconds nor an ISO 8601 date or date-time", "invalid_value"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=engine(request).operator.zone or datetime.now().astimezone().tzinfo)
-    return when.timestamp()
+        try:
+            when = datetime.fromisoformat(raw)
+            if when.tzinfo is None:
+                zone = engine(request).operator.zone or datetime.now().astimezone().tzinfo
+                when = when.replace(tzinfo=zone)
+            value = when.timestamp()
+        except (ValueError, OverflowError, OSError):
+            raise bad from None
+    if not math.isfinite(value) or abs(value) > 1e11:
+        raise bad
+    return value
 
 
 async def stats(request: Request) -> Response:
@@ -163,6 +169,8 @@ async def stats(request: Request) -> Response:
     since = _when(request, "since", until - 7 * DAY)
     if since >= until:
         raise ApiError(422, "since: must be before until", "invalid_value")
+    if until - since > MAX_WINDOW:
+        raise ApiError(422, "since: the window is at most 3660 days", "invalid_value")
     dev = device_id(request.query_params.get("device") or None, "device")
     return json_response(await _stored(engine(request).operator.stats(since, until, dev)))
 

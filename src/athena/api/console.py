@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib import resources
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 CSP = (
@@ -49,13 +49,9 @@ async def style(request: Request) -> Response:
     return _asset("console.css")
 
 
-async def slash(request: Request) -> Response:
-    return RedirectResponse("/admin", status_code=308)
-
-
 routes = [
     Route("/admin", page, methods=["GET"]),
-    Route("/admin/", slash, methods=["GET"]),
+    Route("/admin/", page, methods=["GET"]),
     Route("/admin/console.js", script, methods=["GET"]),
     Route("/admin/console.css", style, methods=["GET"]),
 ]
