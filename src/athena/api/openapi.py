@@ -338,6 +338,7 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
         "post": {
             "summary": "One turn from Home Assistant (its ConversationInput, plus the integration's fields)",
             "request": ConversationIn,
+            "ndjson": True,
             "responses": {
                 200: (
                     "the answer; a failed turn is a spoken error (`response_type: error`)",
@@ -573,6 +574,8 @@ def document() -> dict[str, Any]:
                     content = {JSON: {"schema": ref(model, "serialization")}}
                     if op.get("stream") and status == 200:
                         content["text/event-stream"] = {"schema": SSE_EVENT}
+                    if op.get("ndjson") and status == 200:  # `"stream": true`: one JSON object a line
+                        content["application/x-ndjson"] = {"schema": {"type": "object"}}
                     response["content"] = content
                 elif "text" in op:
                     response["content"] = {op["text"]: {"schema": {"type": "string"}}}
