@@ -4,7 +4,7 @@
 BIN := .venv/bin
 HA_PYTEST := ATHENA_PYTHON=$(abspath $(BIN)/python) .venv-ha/bin/pytest -q -ra -c tests_ha/pytest.ini
 
-.PHONY: install run test test-gateway test-ha test-ha-current lint bench ha-env ha-current clean clean-data \
+.PHONY: install run test test-gateway test-ha test-ha-current lint bench ha-env ha-current clean clean-data browser-env \
 	clean-ha-current
 
 install:
@@ -20,12 +20,15 @@ ha-env:
 ha-current:
 	@./scripts/ha-current || [ $$? = 3 ]
 
+browser-env:
+	./scripts/browser-env
+
 lint: install
 	$(BIN)/ruff check src tests bench custom_components tests_ha
 	$(BIN)/mypy
 
 # The gateway's own suite; its live-HA tests on HA 2025.4.
-test-gateway: install ha-env
+test-gateway: install ha-env browser-env
 	ATHENA_HASS_VERSIONS=2025.4 $(BIN)/pytest -q -ra
 
 # The integration's suite (pytest-homeassistant-custom-component, in-process HA 2025.4.4) and the real-hass e2e.

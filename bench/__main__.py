@@ -12,6 +12,7 @@ BENCHES = (
     "bench.bench_wyoming",
     "bench.bench_local",
     "bench.bench_llama",
+    "bench.bench_console",
 )
 
 

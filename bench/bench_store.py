@@ -91,12 +91,13 @@ async def fill_redis(store: RedisStore, names: list[str], now: float) -> None:
         for i in range(start, min(start + 500, len(names))):
             d, sid, t = names[i], f"01FILL{i:020d}", timeout_of(i)
             keys = store._keys(d)
-            args = [repr(now), repr(t), repr(MAX_AGE), sid, "0", store.grace_ms]
+            args = [repr(now), repr(t), repr(MAX_AGE), sid, "0", store.grace_ms, "", "", "",
+                    store._retention_ms, store._device_ttl_ms, "", 1]
             await store._acquire(keys=keys, args=args, client=pipe)
             pipe.set(store._sid_key(sid), d, px=int(MAX_AGE * 1000) + store.grace_ms)
             pipe.zadd(store._index, {_member(sid, d): now + t})
             await store._append(keys=keys, args=[sid, repr(now), repr(t), repr(MAX_AGE), CAP, store.grace_ms,
-                                                 *encoded], client=pipe)
+                                                 "", 1, *encoded], client=pipe)
         await pipe.execute()
 
 

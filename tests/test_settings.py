@@ -78,7 +78,7 @@ def test_an_unknown_key_inside_devices_stops_the_start(env: pytest.MonkeyPatch, 
     env.setenv("ATHENA_DEVICES", '{"kitchen display": {"timeot": 600}}')
     assert bad(env) == (
         "ATHENA_DEVICES: device 'kitchen display' has no setting 'timeot' (did you mean timeout?); "
-        "known: timeout, max_age"
+        "known: timeout, max_age, history, system_prompt, language, status"
     )
     path = tmp_path / "athena.toml"
     path.write_text("[devices.kitchen]\nmax_agee = 60\n")

@@ -1,4 +1,5 @@
-"""`athena serve | chat | sessions`: run the gateway, talk to it from a terminal, look at its sessions.
+"""`athena serve | chat | sessions | devices | stats`: run the gateway, talk to it from a terminal, look at
+its sessions, devices and usage (the operator console's actions, from a terminal).
 
 Bad settings end with one line naming the variable and exit code 2, not a traceback.
 """
@@ -10,7 +11,7 @@ import os
 import sys
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from athena import __version__
 from athena.config import BadSetting, Settings, unknown_variables
@@ -198,6 +199,8 @@ def _ago(seconds: float) -> str:
 def sessions(args: argparse.Namespace) -> int:
     client = Client(args)
     try:
+        if args.action == "export":
+            return _export(client, args)
         if args.action == "list":
             status, data = client.call("GET", "/athena/sessions")
             if status != 200:
@@ -244,6 +247,113 @@ def _device_arg(value: str) -> str:
         raise argparse.ArgumentTypeError(f"{value!r}: {exc}") from None
 
 
+# -- devices, export, stats (the console's actions) --------------------------------------------------------
+def _path(device: str) -> str:
+    return quote(device, safe=":@")
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
+
+
+def _export(client: Client, args: argparse.Namespace) -> int:
+    import json
+
+    query = f"?session={quote(args.session)}" if args.session else ""
+    status, data = client.call("GET", f"/athena/sessions/{_path(args.device)}/export{query}")
+    if status != 200:
+        raise CliError(_error_text(data))
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        print(f"exported session {data['session']['id']} ({len(data['messages'])} messages) to {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def _show_device(d: dict[str, Any]) -> None:
+    print(f"device {d['id']}" + (f" ({d['name']})" if d.get("name") else "") + (
+        f" in {d['area']}" if d.get("area") else ""))
+    print(f"  status      {d['status']}")
+    print(f"  seen        {_when(d.get('first_seen'))} .. {_when(d.get('last_seen'))}, {d['turns']} turns"
+          + (f", {d['refused']} refused" if d.get("refused") else ""))
+    stored = d.get("settings") or {}
+    for name, value in d["effective"].items():
+        mark = " (set here)" if name in stored else ""
+        print(f"  {name:<12}{value if value is not None else '-'}{mark}")
+    live = d.get("session")
+    if live:
+        print(f"  session     {live['id']}: {live['turns']} turns, ends in {_ago(live['expires_in'])}"
+              f" ({live['expires_reason']})")
+    for p in d.get("past") or []:
+        ended = f"ended {_when(p['ended_at'])} ({p['ended_reason']})"
+        print(f"  past        {p['id']}: {p['turns']} turns, {ended}")
+
+
+def devices(args: argparse.Namespace) -> int:
+    client = Client(args)
+    try:
+        if args.action == "list":
+            status, data = client.call("GET", "/athena/devices")
+            if status != 200:
+                raise CliError(_error_text(data))
+            if not data["devices"]:
+                print(f"no devices yet (policy: {data['policy']})")
+                return 0
+            print(f"{'DEVICE':<32} {'NAME':<20} {'STATUS':<8} {'TURNS':>5} {'LAST SEEN':<16} SESSION")
+            for d in data["devices"]:
+                live = d.get("session")
+                print(f"{d['id']:<32} {(d.get('name') or '-'):<20} {d['status']:<8} {d['turns']:>5} "
+                      f"{_when(d.get('last_seen')):<16} {live['id'] if live else '-'}")
+            return 0
+        path = f"/athena/devices/{_path(args.device)}"
+        if args.action == "show":
+            status, data = client.call("GET", path)
+        elif args.action == "delete":
+            status, data = client.call("DELETE", path)
+            if status == 200:
+                print(f"deleted everything kept about {data['device']}")
+                return 0
+        else:
+            if args.action in ("allow", "block"):
+                body: dict[str, Any] = {"status": "allowed" if args.action == "allow" else "blocked"}
+            else:
+                names = ("timeout", "max_age", "history", "system_prompt", "language")
+                body = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+                body.update(dict.fromkeys(args.clear or (), None))
+                if not body:
+                    raise CliError("nothing to set: pass --timeout, --max-age, --history, --system-prompt, "
+                                   "--language or --clear NAME")
+            status, data = client.call("PUT", path, body)
+        if status != 200:
+            raise CliError(_error_text(data))
+        _show_device(data)
+        return 0
+    finally:
+        client.close()
+
+
+def stats(args: argparse.Namespace) -> int:
+    client = Client(args)
+    try:
+        query = "&".join(f"{k}={quote(v)}" for k in ("since", "until", "device") if (v := getattr(args, k)))
+        status, data = client.call("GET", "/athena/stats" + (f"?{query}" if query else ""))
+        if status != 200:
+            raise CliError(_error_text(data))
+        print(f"{'DAY':<12} {'TURNS':>6} {'SESS':>5} {'LOCAL':>6} {'LLM':>5} {'TOOLS':>6} {'FAILED':>6} "
+              f"{'LLM P50':>8} {'LLM P95':>8}")
+        for row in [*data["days"], {"day": "total", **data["totals"]}]:
+            p, lat = row["paths"], row["latency_ms"]["llm"]
+            ms = [f"{v:.0f}ms" if v is not None else "-" for v in (lat["p50"], lat["p95"])]
+            print(f"{row['day']:<12} {row['turns']:>6} {row['sessions']:>5} {p['local']:>6} {p['llm']:>5} "
+                  f"{p['tools']:>6} {p['error']:>6} {ms[0]:>8} {ms[1]:>8}")
+        return 0
+    finally:
+        client.close()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="athena", description="Conversation gateway for Home Assistant voice."
@@ -277,7 +387,42 @@ def _parser() -> argparse.ArgumentParser:
         a = actions.add_parser(action, help=text)
         a.add_argument("device", type=_device_arg)
         client_args(a)
+    a = actions.add_parser("export", help="one device's session with every message, as JSON")
+    a.add_argument("device")
+    a.add_argument("--session", help="a past session's id (default: the live session)")
+    a.add_argument("-o", "--output", help="write to this file instead of standard output")
+    client_args(a)
     p.set_defaults(func=sessions)
+
+    p = sub.add_parser("devices", help="list devices, show or change one's settings, allow or block it")
+    actions = p.add_subparsers(dest="action", required=True)
+    client_args(actions.add_parser("list", help="every device Athena has seen"))
+    for action, text in (
+        ("show", "one device: settings, live and past sessions"),
+        ("allow", "serve the device (with ATHENA_DEVICE_POLICY=known, or after a block)"),
+        ("block", "refuse the device's turns"),
+        ("delete", "delete everything kept about the device"),
+        ("set", "change settings; they apply from the device's next turn"),
+    ):
+        a = actions.add_parser(action, help=text)
+        a.add_argument("device", help="device id or HA name")
+        if action == "set":
+            a.add_argument("--timeout", type=float, help="seconds of silence that end its session")
+            a.add_argument("--max-age", type=float, help="longest life of its session, in seconds")
+            a.add_argument("--history", type=int, help="messages of history sent to the LLM")
+            a.add_argument("--system-prompt", help="added to the system prompt")
+            a.add_argument("--language", help="e.g. de; replaces the language turns arrive with")
+            a.add_argument("--clear", action="append", metavar="NAME",
+                           help="unset a setting (back to ATHENA_DEVICES or the global value); repeatable")
+        client_args(a)
+    p.set_defaults(func=devices)
+
+    p = sub.add_parser("stats", help="usage per day: turns, sessions, answer paths, LLM latency")
+    p.add_argument("--since", help="Unix seconds or ISO date/date-time (default: 7 days before --until)")
+    p.add_argument("--until", help="Unix seconds or ISO date/date-time (default: now)")
+    p.add_argument("--device", help="one device's figures")
+    client_args(p)
+    p.set_defaults(func=stats)
     return parser
 
 

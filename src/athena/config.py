@@ -69,12 +69,18 @@ def wyoming_networks(value: str) -> tuple[IPv4Network | IPv6Network, ...]:
 
 
 class DevicePolicy(BaseModel):
-    """Per-device overrides; unset fields fall back to the global values. A misspelt key is an error."""
+    """Per-device overrides; unset fields fall back to the global values. A misspelt key is an error. A
+    setting stored at run time (the console, `PUT /athena/devices/{device}`) wins over these."""
 
     model_config = ConfigDict(extra="forbid")
 
     timeout: PositiveFloat | None = None
     max_age: PositiveFloat | None = None
+    # The operator's console (issue 11): the rest of a device's settings, as the console names them.
+    history: int | None = Field(None, ge=0)
+    system_prompt: str | None = None
+    language: str | None = None
+    status: Literal["allowed", "blocked"] | None = None
 
 
 class Settings(BaseSettings):
@@ -144,6 +150,11 @@ class Settings(BaseSettings):
     wyoming_zeroconf: bool = True  # advertise _wyoming._tcp.local. so HA discovers Athena
     wyoming_zeroconf_name: str | None = None  # the advertised instance name; default athena-<hostname>
     wyoming_language: str = Field("en", min_length=2, max_length=35)  # turns whose transcript names none
+
+    # The operator's console (issue 11): which devices are served; how long what outlives a session is kept.
+    device_policy: Literal["open", "known"] = "open"  # known: a device not yet allowed is refused (pending)
+    retention_days: float = Field(7.0, ge=0)  # ended sessions' transcripts; 0 keeps none
+    usage_retention_days: float = Field(90.0, gt=0)  # usage rows (no text); unconfigured devices' records
 
     # Logs.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -35,7 +35,7 @@ from athena.llm import (
 )
 from athena.local import LocalPath
 from athena.sessions.manager import DeviceRule, SessionManager, SessionPolicy
-from athena.stores import StoreDegraded, StoreError, create_store, store_kind
+from athena.stores import Retention, StoreDegraded, StoreError, create_store, store_kind
 from athena.turns import Turn
 
 log = structlog.get_logger("athena")
@@ -75,11 +75,21 @@ def session_policy(settings: Settings) -> SessionPolicy:
         timeout=settings.session_timeout,
         max_age=settings.session_max_age,
         cleanup_interval=settings.cleanup_interval,
-        devices={k: DeviceRule(v.timeout, v.max_age) for k, v in settings.devices.items()},
+        devices={
+            k: DeviceRule(v.timeout, v.max_age, v.history, v.system_prompt, v.language, v.status)
+            for k, v in settings.devices.items()
+        },
         history_max_messages=settings.history_max_messages,
         history_context_messages=settings.history_context_messages,
         history_token_budget=settings.history_token_budget,
+        device_policy=settings.device_policy,
     )
+
+
+def retention(settings: Settings) -> Retention:
+    """ATHENA_RETENTION_DAYS (transcripts) and ATHENA_USAGE_RETENTION_DAYS, for the store."""
+    days = 86_400.0
+    return Retention(transcripts=settings.retention_days * days, usage=settings.usage_retention_days * days)
 
 
 def prompt_settings(settings: Settings) -> PromptSettings:
@@ -159,7 +169,8 @@ class Gateway:
     async def start(self) -> None:
         settings, stack = self.settings, self._stack
         try:
-            sessions = SessionManager(create_store(settings.store_url), session_policy(settings), self.clock)
+            store = create_store(settings.store_url, retention(settings))
+            sessions = SessionManager(store, session_policy(settings), self.clock)
             await sessions.start()
             stack.push_async_callback(sessions.stop)
             llm = llm_backend(settings)

@@ -151,6 +151,7 @@ class MessageMeta:
     tool_calls: tuple[ToolCall, ...] = ()  # an assistant message that called tools
     tool_call_id: str | None = None  # a tool message: the call it answers
     tool_name: str | None = None
+    error: str | None = None  # a failed turn: "<failure>: <what went wrong>" (path "error")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -190,6 +191,7 @@ class MessageMeta:
             ) if isinstance(calls, list) else (),
             tool_call_id=_str(raw.get("tool_call_id")),
             tool_name=_str(raw.get("tool_name")),
+            error=_str(raw.get("error")),
         )
 
 
@@ -214,3 +216,115 @@ class Message:
     content: str
     ts: float
     meta: MessageMeta = EMPTY_META
+
+
+# -- devices: what the operator's console shows and changes at run time ---------------------------------
+DeviceStatus = Literal["allowed", "blocked"]
+DEVICE_STATUSES: tuple[DeviceStatus, ...] = ("allowed", "blocked")
+SETTING_NAMES = ("timeout", "max_age", "history", "system_prompt", "language", "status")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSettings:
+    """A device's stored settings; None falls back to ATHENA_DEVICES, then to the global value."""
+
+    timeout: float | None = None
+    max_age: float | None = None
+    history: int | None = None  # messages of history sent to the LLM
+    system_prompt: str | None = None  # added to the system prompt
+    language: str | None = None  # replaces the language a turn arrives with
+    status: DeviceStatus | None = None  # None: as ATHENA_DEVICE_POLICY says (open: allowed; known: pending)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: v for f in SETTING_NAMES if (v := getattr(self, f)) is not None}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None) -> DeviceSettings:
+        """Tolerant, like MessageMeta: a value of the wrong type reads as unset."""
+        if not raw:
+            return NO_SETTINGS
+        status = raw.get("status")
+        history = _num(raw.get("history"))
+        return cls(
+            timeout=_num(raw.get("timeout")),
+            max_age=_num(raw.get("max_age")),
+            history=int(history) if history is not None else None,
+            system_prompt=_str(raw.get("system_prompt")),
+            language=_str(raw.get("language")),
+            status=status if status in DEVICE_STATUSES else None,
+        )
+
+    def merged(self, changes: Mapping[str, Any]) -> DeviceSettings:
+        """These settings with `changes` applied: a value sets a field, None clears it, absent keeps it."""
+        return DeviceSettings.from_dict({**self.to_dict(), **changes})
+
+
+NO_SETTINGS = DeviceSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """What the store knows about a device. `version` counts settings changes (0: never set), so a gateway
+    holding cached settings learns from the turn's own store operation that they changed."""
+
+    id: str
+    name: str | None = None  # HA's device name, as the last turn named it
+    area: str | None = None
+    first_seen: float | None = None  # None: configured before its first turn
+    last_seen: float | None = None
+    turns: int = 0
+    refused: int = 0  # turns the device policy refused
+    version: int = 0
+    settings: DeviceSettings = NO_SETTINGS
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """What a turn tells the store about its device: HA's name and area, and the settings version the
+    caller applied (the store refuses the turn with DeviceChanged when the stored one differs)."""
+
+    name: str | None = None
+    area: str | None = None
+    version: int = 0
+
+
+EndedBy = Literal["timeout", "max_age", "start_over", "cleared"]
+
+
+@dataclass(frozen=True, slots=True)
+class PastSession:
+    """A session that ended, kept with its messages for the retention period."""
+
+    session: Session
+    ended_at: float
+    reason: str  # EndedBy
+
+
+def ended_by(session: Session, now: float, forced: EndedBy) -> EndedBy:
+    """Why a session a store removes at `now` ended: on its own if past its deadline, else `forced`."""
+    return session.end_reason if now >= session.expires_at else forced
+
+
+# How a turn was answered, for usage: turns.AnswerPath, with "tools" for LLM answers that called tools.
+UsagePath = Literal["llm", "local", "tools", "reset", "error", "refused"]
+USAGE_PATHS: tuple[UsagePath, ...] = ("llm", "local", "tools", "reset", "error", "refused")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One answered (or refused) turn, without what was said: kept longer than transcripts."""
+
+    ts: float
+    device: str  # the session key (a device, or conversation:/oneoff: for turns without one)
+    session_id: str
+    path: str  # UsagePath
+    latency_ms: float
+    tools: int = 0  # tool calls the turn's answers made
+
+    def encode(self) -> str:
+        return f"{self.ts!r}|{self.session_id}|{self.path}|{self.latency_ms!r}|{self.tools}"
+
+    @classmethod
+    def decode(cls, device: str, raw: str) -> UsageRow:
+        ts, session_id, path, latency, tools = raw.split("|")
+        return cls(float(ts), device, session_id, path, float(latency), int(tools))

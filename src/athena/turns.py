@@ -12,11 +12,12 @@ from athena.records import IntentMemory, Message, ToolCall
 
 ResponseType = Literal["action_done", "query_answer", "error"]
 ErrorCode = Literal["no_intent_match", "no_valid_targets", "failed_to_handle", "unknown"]
-AnswerPath = Literal["llm", "local", "reset", "error"]
+AnswerPath = Literal["llm", "local", "reset", "error", "refused"]  # refused: by the device policy
 # Why a turn failed; also the `reason` label of athena_turn_failures_total. llm_model_missing: the server
 # does not serve the configured model; llm_misconfigured: the LLM's URL or API kind is wrong (a 404 that is
 # not about a model).
-Failure = Literal["llm_timeout", "llm_error", "llm_model_missing", "llm_misconfigured", "store", "internal"]
+Failure = Literal["llm_timeout", "llm_error", "llm_model_missing", "llm_misconfigured", "store", "internal",
+                  "refused"]
 TargetType = Literal["entity", "area", "device", "floor", "domain", "device_class", "custom"]
 _TARGET_TYPES: dict[str, TargetType] = {t: t for t in TargetType.__args__}  # type: ignore[attr-defined]
 

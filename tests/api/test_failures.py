@@ -112,7 +112,14 @@ async def test_a_stream_dropped_mid_answer_ends_with_an_sse_error_event(
     assert all(c["choices"][0]["finish_reason"] is None for c in chunks)
     if device:
         session = await gateway.session(device)
-        assert session is not None and session["messages"] == []  # the half answer was not kept
+        assert session is not None
+        # The half answer was not kept; the question and the error are, for the operator, marked so the
+        # LLM's history leaves them out.
+        assert [(m["role"], m["content"], m["meta"]["path"]) for m in session["messages"]] == [
+            ("user", "count", "error"),
+            ("assistant", "Sorry, I can't reach my language model right now.", "error"),
+        ]
+        assert session["messages"][1]["meta"]["error"].startswith("llm_error: ")
 
 
 # -- the store going away: a real Redis server of our own, stopped mid-test ----------------------------

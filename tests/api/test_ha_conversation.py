@@ -307,7 +307,7 @@ async def test_stream_of_a_local_answer_is_one_delta(gateway: LiveGateway, fake_
     assert lines[1]["text"] == "Okay, let's start over." and fake_llm.requests == []
 
 
-async def test_stream_failing_mid_answer_ends_in_a_spoken_error_and_saves_nothing(
+async def test_stream_failing_mid_answer_ends_in_a_spoken_error_and_keeps_no_answer(
     gateway: LiveGateway, fake_llm: FakeLLM
 ) -> None:
     fake_llm.configure(reply=" ".join(f"w{i}" for i in range(30)), drop_after=4)
@@ -318,7 +318,12 @@ async def test_stream_failing_mid_answer_ends_in_a_spoken_error_and_saves_nothin
     spoken = response["speech"]["plain"]["speech"]
     assert spoken == "Entschuldigung, ich erreiche mein Sprachmodell gerade nicht."
     session = await gateway.session("office")
-    assert session is not None and session["messages"] == []
+    # No half answer is kept: only the question and the error, for the operator (the LLM never sees them).
+    assert session is not None
+    assert [(m["role"], m["content"], m["meta"]["path"]) for m in session["messages"]] == [
+        ("user", "count", "error"),
+        ("assistant", spoken, "error"),
+    ]
 
 
 async def test_stream_with_the_llm_down_is_start_and_an_error_result(

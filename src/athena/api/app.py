@@ -14,7 +14,7 @@ import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from athena.api import admin, errors, ha, health, openai, openapi
+from athena.api import admin, console, errors, ha, health, openai, openapi
 from athena.api.auth import ApiToken, load_token
 from athena.api.middleware import GatewayMiddleware
 from athena.config import Settings
@@ -50,7 +50,7 @@ def create_app(
                 await wyoming.close()
             await gateway.close()
 
-    routes = [*ha.routes, *openai.routes, *health.routes, *admin.routes, *openapi.routes]
+    routes = [*ha.routes, *openai.routes, *health.routes, *admin.routes, *openapi.routes, *console.routes]
     middleware = Middleware(
         GatewayMiddleware,
         token=token,

@@ -55,6 +55,7 @@ FAILURES: dict[Failure, tuple[int, str]] = {
     "llm_misconfigured": (502, "llm_misconfigured"),
     "store": (503, "store_unavailable"),
     "internal": (500, "internal_error"),
+    "refused": (403, "device_not_allowed"),
 }
 
 

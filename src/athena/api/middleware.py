@@ -23,6 +23,8 @@ from athena.observability import REQUEST_SECONDS, REQUESTS, REQUESTS_IN_FLIGHT
 log = structlog.get_logger("athena.api")
 
 OPEN_PREFIX = "/health"  # liveness/readiness probes carry no token
+# The console's static files carry no data (it calls /athena with the token).
+OPEN_PATHS = frozenset({"/admin", "/admin/", "/admin/console.js", "/admin/console.css"})
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
@@ -70,7 +72,11 @@ class GatewayMiddleware:
 
         try:
             path: str = scope["path"]
-            if not path.startswith(OPEN_PREFIX) and not self.token.matches(headers.get(b"authorization")):
+            if (
+                not path.startswith(OPEN_PREFIX)
+                and path not in OPEN_PATHS
+                and not self.token.matches(headers.get(b"authorization"))
+            ):
                 await _reject(
                     send_with_id,
                     401,

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from athena import __version__
+from athena.api.admin import DeviceSettingsIn
 from athena.api.errors import FAILURES
 from athena.api.ha import ConversationIn
 from athena.api.openai import DEVICE_HEADER, SESSION_HEADER, ChatIn
@@ -162,6 +163,91 @@ class Live(BaseModel):
     status: Literal["ok"]
 
 
+# The operator's console: devices, their settings, export, usage.
+class StoredSettings(BaseModel):
+    """What is stored for the device (each may be absent: ATHENA_DEVICES or the global value applies)."""
+
+    timeout: float | None = None
+    max_age: float | None = None
+    history: int | None = None
+    system_prompt: str | None = None
+    language: str | None = None
+    status: Literal["allowed", "blocked"] | None = None
+
+
+class EffectiveSettings(BaseModel):
+    """What applies to the device's next turn: stored > ATHENA_DEVICES > global."""
+
+    timeout: float
+    max_age: float
+    history: int
+    system_prompt: str | None
+    language: str | None
+    status: Literal["allowed", "blocked", "pending"]
+
+
+class PastSessionView(BaseModel):
+    id: str
+    device: str
+    created_at: float
+    last_activity: float
+    turns: int
+    ended_at: float
+    ended_reason: Literal["timeout", "max_age", "start_over", "cleared"]
+    timeout: float
+    max_age: float
+
+
+class DeviceSummary(BaseModel):
+    id: str
+    name: str | None
+    area: str | None
+    first_seen: float | None
+    last_seen: float | None
+    turns: int
+    refused: int
+    status: Literal["allowed", "blocked", "pending"]
+    settings: StoredSettings
+    effective: EffectiveSettings
+    version: int
+    session: SessionView | None
+
+
+class DeviceDetail(DeviceSummary):
+    past: list[PastSessionView]
+
+
+class DeviceList(BaseModel):
+    policy: Literal["open", "known"]
+    devices: list[DeviceSummary]
+
+
+class Deleted(BaseModel):
+    deleted: Literal[True]
+    device: str
+
+
+class Export(BaseModel):
+    """A session (`live`: true, or a past one) with every message, and the device's record."""
+
+    model_config = ConfigDict(extra="allow")
+    device: dict[str, Any]
+    session: dict[str, Any]
+    messages: list[StoredMessage]
+
+
+class Stats(BaseModel):
+    """Usage figures: `totals`, `days` (local days) and `devices` (each with its `days`), each with turns,
+    sessions, paths and share, tool calls, latency per path (n, p50, p95), session lengths and durations."""
+
+    since: float
+    until: float
+    time_zone: str | None
+    totals: dict[str, Any]
+    days: list[dict[str, Any]]
+    devices: list[dict[str, Any]]
+
+
 class Ready(BaseModel):
     """ "ready"; "degraded" (still serving: `reason` says what failed); "unavailable" / "starting" (503)."""
 
@@ -209,6 +295,33 @@ _FAILED: Responses = {
 }
 
 
+def _device_ref() -> dict[str, Any]:
+    return {
+        "name": "device",
+        "in": "path",
+        "required": True,
+        "description": "a device id, or its Home Assistant name (any case)",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+    }
+
+
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "string"}}
+
+
+def _page(summary: str, media: str) -> dict[str, Any]:
+    """One of the console's static files: served without the token (they carry no data)."""
+    return {"get": {"summary": summary, "open": True, "text": media, "responses": {200: (summary, None)}}}
+
+
+_DEVICE_ERRORS: Responses = {
+    404: ("no device has this id or name", ErrorBody),
+    409: ("several devices have this name: use an id", ErrorBody),
+    422: ("not a device id or name", ErrorBody),
+}
+
+
 def _device_param() -> dict[str, Any]:
     return {
         "name": "device",
@@ -225,6 +338,7 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
         "post": {
             "summary": "One turn from Home Assistant (its ConversationInput, plus the integration's fields)",
             "request": ConversationIn,
+            "ndjson": True,
             "responses": {
                 200: (
                     "the answer; a failed turn is a spoken error (`response_type: error`)",
@@ -309,6 +423,69 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
             },
         },
     },
+    "/athena/sessions/{device}/export": {
+        "get": {
+            "summary": "A session with every message, as a JSON attachment: the live one, or `session=ID`",
+            "parameters": [_device_param(), _query("session", "a past session's id (default: the live one)")],
+            "responses": {
+                200: ("the session", Export),
+                **_AUTH,
+                404: ("no such session (past ones are kept for ATHENA_RETENTION_DAYS)", ErrorBody),
+                422: ("not a device id", ErrorBody),
+                **_STARTING,
+            },
+        }
+    },
+    "/athena/devices": {
+        "get": {
+            "summary": "Every device seen or configured, with its settings and live session",
+            "responses": {200: ("the devices and the device policy", DeviceList), **_AUTH, **_STARTING},
+        }
+    },
+    "/athena/devices/{device}": {
+        "get": {
+            "summary": "One device with its live and past sessions",
+            "parameters": [_device_ref()],
+            "responses": {200: ("the device", DeviceDetail), **_AUTH, **_DEVICE_ERRORS, **_STARTING},
+        },
+        "put": {
+            "summary": "Change settings (sent: set, null: cleared, absent: kept), from the next turn",
+            "parameters": [_device_ref()],
+            "request": DeviceSettingsIn,
+            "responses": {
+                200: ("the device as it is now", DeviceDetail),
+                **_BODY,
+                **_AUTH,
+                **_DEVICE_ERRORS,
+                **_STARTING,
+            },
+        },
+        "delete": {
+            "summary": "Delete everything kept about a device: record, settings, sessions, usage",
+            "parameters": [_device_ref()],
+            "responses": {200: ("deleted", Deleted), **_AUTH, **_DEVICE_ERRORS, **_STARTING},
+        },
+    },
+    "/athena/stats": {
+        "get": {
+            "summary": "Usage figures per device and per day",
+            "parameters": [
+                _query("since", "Unix seconds or an ISO 8601 date / date-time (default: until - 7 days)"),
+                _query("until", "Unix seconds or an ISO 8601 date / date-time (default: now)"),
+                _query("device", "one device's figures"),
+            ],
+            "responses": {
+                200: ("the figures", Stats),
+                **_AUTH,
+                422: ("a parameter is invalid (named in the message)", ErrorBody),
+                **_STARTING,
+            },
+        }
+    },
+    "/admin": _page("The operator's console (HTML)", "text/html; charset=utf-8"),
+    "/admin/": _page("The operator's console (HTML)", "text/html; charset=utf-8"),
+    "/admin/console.js": _page("The console's script", "text/javascript; charset=utf-8"),
+    "/admin/console.css": _page("The console's style sheet", "text/css; charset=utf-8"),
     "/health/live": {
         "get": {"summary": "The process answers", "open": True, "responses": {200: ("alive", Live)}},
     },
@@ -341,7 +518,7 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
         }
     },
 }
-_MODELS: list[type[BaseModel]] = [ConversationIn, ChatIn]
+_MODELS: list[type[BaseModel]] = [ConversationIn, ChatIn, DeviceSettingsIn]
 
 
 def _models() -> list[type[BaseModel]]:
@@ -397,6 +574,8 @@ def document() -> dict[str, Any]:
                     content = {JSON: {"schema": ref(model, "serialization")}}
                     if op.get("stream") and status == 200:
                         content["text/event-stream"] = {"schema": SSE_EVENT}
+                    if op.get("ndjson") and status == 200:  # `"stream": true`: one JSON object a line
+                        content["application/x-ndjson"] = {"schema": {"type": "object"}}
                     response["content"] = content
                 elif "text" in op:
                     response["content"] = {op["text"]: {"schema": {"type": "string"}}}

@@ -8,6 +8,7 @@ awaited whole. Every way a turn can fail ends in a Reply a voice user can hear (
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 import structlog
 
 from athena.engine.keys import conversation_key, device_key, one_off_key
+from athena.engine.operator import Operator
 from athena.engine.prompt import PromptSettings, build_messages
 from athena.engine.tools import ToolRounds, gave_up
 from athena.llm.base import (
@@ -35,8 +37,8 @@ from athena.llm.base import (
 from athena.local.reset import is_start_over
 from athena.observability import ANSWERS, FAILURES, LOCAL_SECONDS
 from athena.records import Message, MessageMeta, Session
-from athena.sessions.manager import SessionManager, estimate_tokens, trim
-from athena.stores.base import SessionGone, StoreError
+from athena.sessions.manager import DeviceView, SessionManager, estimate_tokens, trim
+from athena.stores.base import DeviceChanged, SessionGone, StoreError
 from athena.tools import Toolbox
 from athena.turns import AnswerPath, Failure, LocalAnswer, Reply, Turn
 
@@ -85,6 +87,11 @@ SPOKEN_ERRORS: dict[str, dict[Failure, str]] = {
         "internal": "Sorry, er ging bij mij iets mis.",
     },
 }
+
+
+# The device policy's answers (ATHENA_DEVICE_POLICY=known, or a blocked device).
+SPOKEN_REFUSED = "Sorry, this device is not allowed to talk to me yet."
+SPOKEN_BLOCKED = "Sorry, this device is blocked."
 
 
 def spoken_error(failure: Failure, language: str | None) -> str:
@@ -154,6 +161,7 @@ class Engine:
         self.answer_deadline = answer_deadline  # seconds: no new tool round after this
         self.area_of = area_of  # the device's room from HA's registry, when the caller did not say
         self.clock: Callable[[], float] = sessions.clock
+        self.operator = Operator(sessions, self.prompt.time_zone)  # the console's devices, exports, usage
 
     # -- turns ----------------------------------------------------------------------------------------
     async def open(self, turn: Turn) -> TurnRun:
@@ -225,6 +233,16 @@ class Engine:
         log.info("turn.answered", device=session.device, session_id=session.id, path=path, latency_ms=latency)
         log.debug("turn.text", device=session.device, text=turn.text)
 
+    def refused(self, turn: Turn, device: DeviceView, started: float) -> Reply:
+        """The device policy's answer to a device not allowed (ATHENA_DEVICE_POLICY=known, or blocked)."""
+        ANSWERS.labels(path="refused").inc()
+        log.info("turn.refused", device=device.device, status=device.status, latency_ms=_ms(started))
+        return Reply(
+            speech=SPOKEN_BLOCKED if device.status == "blocked" else SPOKEN_REFUSED,
+            session_id="", response_type="error", path="refused", error_code="failed_to_handle",
+            failure="refused",
+        )
+
     def failed(self, turn: Turn, session: Session | None, exc: BaseException, started: float) -> Reply:
         failure = failure_of(exc)
         ANSWERS.labels(path="error").inc()
@@ -258,7 +276,9 @@ class TurnRun:
 
     def __init__(self, engine: Engine, turn: Turn) -> None:
         self.engine = engine
+        self.asked = turn  # as it arrived; `turn` is it as the device's settings shape it
         self.turn = turn
+        self.device: DeviceView | None = None  # None: not a device's turn
         self.session: Session | None = None
         self.reply: Reply | None = None
         self._history: list[Message] = []
@@ -273,10 +293,18 @@ class TurnRun:
         return self.session.id if self.session is not None else ""
 
     async def start(self) -> None:
-        engine, turn = self.engine, self.turn
+        engine = self.engine
         try:
-            reset = None if turn.tool_results else is_start_over(turn.text, turn.language)
-            self.session = await self._session(new=turn.new_session or reset is not None)
+            for again in (True, False):  # again: another gateway changed this device's settings meanwhile
+                try:
+                    reset = await self._begin()
+                    break
+                except DeviceChanged:
+                    if not again:
+                        raise
+            if self.session is None:  # refused by the device policy
+                return
+            turn = self.turn
             if reset is not None:  # the fresh session is the whole of "start over": one store write
                 engine.answered(turn, self.session, "reset", _ms(self._started))
                 self.reply = Reply(
@@ -294,7 +322,21 @@ class TurnRun:
                 LOCAL_SECONDS.observe(time.perf_counter() - self._started)
                 self.reply = await self._finish(local.speech, local=local)
         except Exception as exc:  # a voice user still hears a sentence; the reason goes to the log
-            self.reply = engine.failed(turn, self.session, exc, self._started)
+            self.reply = await self._failed(exc)
+
+    async def _begin(self) -> str | None:
+        """The device's settings (and the policy's refusal), the turn as they shape it, "start over", the
+        session. Returns the "start over" answer, if that is what was said."""
+        asked, sessions = self.asked, self.engine.sessions
+        key = device_key(asked)
+        self.device = None if key is None else await sessions.admit(key, asked.device_name, asked.area)
+        if self.device is not None and self.device.refused:
+            self.reply = self.engine.refused(asked, self.device, self._started)
+            return None
+        self.turn = turn = shaped(asked, self.device)
+        reset = None if turn.tool_results else is_start_over(turn.text, turn.language)
+        self.session = await self._session(new=turn.new_session or reset is not None, reset=reset is not None)
+        return reset
 
     async def deltas(self) -> AsyncGenerator[str, None]:
         if self.reply is not None:
@@ -347,7 +389,7 @@ class TurnRun:
                 log.warning("turn.save_failed", session_id=self.session_id, error=str(exc))
                 self.reply = Reply(speech="".join(parts).strip(), session_id=self.session_id, kept=False)
             else:
-                self.reply = engine.failed(turn, self.session, exc, self._started)
+                self.reply = await self._failed(exc)
 
     async def _ask(
         self, messages: Sequence[ChatMessage], options: Mapping[str, Any], parts: list[str]
@@ -416,15 +458,37 @@ class TurnRun:
         return trim(self._fitting(history, options), estimate_tokens(history) // 2)
 
     # -- steps ----------------------------------------------------------------------------------------
-    async def _session(self, *, new: bool) -> Session:
+    async def _session(self, *, new: bool, reset: bool = False) -> Session:
         sessions, turn = self.engine.sessions, self.turn
+        reset_ms = _ms(self._started) if reset else None  # a "start over" counts in usage
         if (key := device_key(turn)) is not None:
-            return await sessions.resolve(key, new=new, name=turn.device_name)
+            return await sessions.resolve(
+                key, new=new, name=turn.device_name, area=turn.area, view=self.device, reset_ms=reset_ms
+            )
         if turn.conversation_id:
             known = await sessions.get(turn.conversation_id)  # a session id Athena returned earlier
             key = known.device if known is not None else conversation_key(turn.conversation_id)
-            return await sessions.resolve(key, new=new)
-        return await sessions.resolve(one_off_key())
+            return await sessions.resolve(key, new=new, reset_ms=reset_ms)
+        return await sessions.resolve(one_off_key(), reset_ms=reset_ms)
+
+    async def _failed(self, exc: BaseException) -> Reply:
+        """The spoken error; and, when there is a session to keep them in, the question and what went wrong,
+        for the operator's transcript and the usage figures (the LLM's history leaves them out)."""
+        reply = self.engine.failed(self.turn, self.session, exc, self._started)
+        if self.session is None or isinstance(exc, StoreError):
+            return reply
+        device, now = self.session.device, self.engine.clock()
+        meta = MessageMeta(
+            device=device, path="error", latency_ms=_ms(self._started),
+            error=f"{reply.failure}: {str(exc) or type(exc).__name__}",
+        )
+        asked = Message("user", self.turn.text, now, MessageMeta(device, "error"))
+        said = list(self.turn.tool_results) or [asked]
+        try:
+            await self._save([*said, Message("assistant", reply.speech, now, meta)], step="failed")
+        except StoreError as err:
+            log.warning("turn.failure_not_kept", session_id=self.session.id, error=str(err))
+        return reply
 
     async def _local(self) -> LocalAnswer | None:
         for handler in self.engine.handlers:
@@ -494,6 +558,19 @@ class TurnRun:
             usage=completion.usage if completion is not None else None,
             tool_calls=completion.tool_calls if completion is not None else (),
         )
+
+
+def shaped(turn: Turn, device: DeviceView | None) -> Turn:
+    """The turn as the device's settings shape it: their language replaces the one it came with, and their
+    system prompt (and "answer in" that language) is added to the turn's own extra prompt."""
+    if device is None or not (device.language or device.system_prompt):
+        return turn
+    extra = [p for p in (turn.extra_system_prompt, device.system_prompt) if p]
+    if device.language:
+        extra.append(f"Always answer in the language with the code {device.language!r}.")
+    return dataclasses.replace(
+        turn, language=device.language or turn.language, extra_system_prompt="\n\n".join(extra)
+    )
 
 
 def _ms(started: float) -> float:

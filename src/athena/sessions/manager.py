@@ -19,13 +19,25 @@ import structlog
 from ulid import ULID
 
 from athena.observability import SESSIONS_ACTIVE, SESSIONS_CREATED, SESSIONS_ENDED, SWEEP_SECONDS
-from athena.records import Message, Session, validate_device_id
-from athena.stores.base import Store, StoreError
+from athena.records import (
+    NO_SETTINGS,
+    DeviceRecord,
+    DeviceSettings,
+    Message,
+    PastSession,
+    Session,
+    UsageRow,
+    Visit,
+    validate_device_id,
+)
+from athena.stores.base import DeviceChanged, Store, StoreError
 
 log = structlog.get_logger("athena.sessions")
 
 SWEEP_BATCH = 1000
 EndReason = Literal["timeout", "max_age", "cleared"]
+DeviceStatus = Literal["allowed", "blocked", "pending"]
+SETTINGS_CACHE = 10_000  # devices whose stored settings a gateway keeps in memory (see SessionManager.admit)
 
 
 def estimate_tokens(value: object) -> int:
@@ -45,10 +57,38 @@ def estimate_tokens(value: object) -> int:
 
 @dataclass(frozen=True, slots=True)
 class DeviceRule:
-    """One device's overrides; None falls back to the global value."""
+    """One device's overrides (ATHENA_DEVICES); None falls back to the global value."""
 
     timeout: float | None = None
     max_age: float | None = None
+    history: int | None = None
+    system_prompt: str | None = None
+    language: str | None = None
+    status: Literal["allowed", "blocked"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceView:
+    """A device's settings as its turns apply them: stored (run time) > ATHENA_DEVICES > global."""
+
+    device: str
+    version: int  # of the stored settings this view was built from (0: none stored)
+    timeout: float
+    max_age: float
+    history: int  # messages of history sent to the LLM
+    system_prompt: str | None
+    language: str | None
+    status: DeviceStatus
+
+    @property
+    def refused(self) -> bool:
+        return self.status != "allowed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "timeout": self.timeout, "max_age": self.max_age, "history": self.history,
+            "system_prompt": self.system_prompt, "language": self.language, "status": self.status,
+        }
 
 
 @dataclass(frozen=True)
@@ -63,6 +103,7 @@ class SessionPolicy:
     history_max_messages: int = 200
     history_context_messages: int = 20
     history_token_budget: int = 3000
+    device_policy: Literal["open", "known"] = "open"  # known: devices not allowed are refused (pending)
     _folded: dict[str, DeviceRule] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +126,10 @@ class SessionManager:
         self.policy = policy or SessionPolicy()
         self.clock = clock
         self._sweeper: asyncio.Task[None] | None = None
+        # Stored settings by device: (version, settings). Trusted for a turn's first steps only: the turn's
+        # own acquire checks the version atomically, so a change made through another gateway applies from
+        # the device's next turn here too (see admit()).
+        self._stored: dict[str, tuple[int, DeviceSettings]] = {}
 
     # Life cycle.
 
@@ -108,23 +153,88 @@ class SessionManager:
     # Policy.
 
     def limits(self, device: str, name: str | None = None) -> tuple[float, float]:
-        """(timeout, max_age) for a device: its override, else the global values."""
-        rule = self.policy.rule(device, name)
-        timeout = rule.timeout if rule and rule.timeout else self.policy.timeout
-        max_age = rule.max_age if rule and rule.max_age else self.policy.max_age
-        return timeout, max_age
+        """(timeout, max_age) for a device: its stored setting, its override, else the global values."""
+        view = self.view(device, name)
+        return view.timeout, view.max_age
+
+    def view(self, device: str, name: str | None = None) -> DeviceView:
+        """The device's settings from what this gateway last saw stored (no I/O)."""
+        version, stored = self._stored.get(device, (0, NO_SETTINGS))
+        rule = self.policy.rule(device, name) or DeviceRule()
+        p = self.policy
+
+        def pick(field: str, default: Any) -> Any:
+            for source in (stored, rule):
+                if (value := getattr(source, field)) is not None:
+                    return value
+            return default
+
+        status: DeviceStatus = pick("status", "allowed" if p.device_policy == "open" else "pending")
+        return DeviceView(
+            device, version, pick("timeout", p.timeout), pick("max_age", p.max_age),
+            pick("history", p.history_context_messages), pick("system_prompt", None), pick("language", None),
+            status,
+        )
+
+    def remember(self, record: DeviceRecord) -> None:
+        """Keep a device's stored settings (bounded: the oldest entry goes first)."""
+        self._stored.pop(record.id, None)
+        if len(self._stored) >= SETTINGS_CACHE:
+            del self._stored[next(iter(self._stored))]
+        if record.version:
+            self._stored[record.id] = (record.version, record.settings)
+
+    async def admit(self, device: str, name: str | None = None, area: str | None = None) -> DeviceView:
+        """The device's settings for a turn, and whether the policy serves it. Allowed by what this gateway
+        knows: no I/O (the turn's acquire checks the version). Refused: read the store first (another
+        gateway may have allowed it meanwhile), and if still refused, record the refused turn."""
+        validate_device_id(device)
+        view = self.view(device, name)
+        if not view.refused:
+            return view
+        self.remember(await self.store.device(device) or DeviceRecord(device))
+        view = self.view(device, name)
+        if view.refused:
+            now = self.clock()
+            refused = UsageRow(now, device, "", "refused", 0.0)
+            await self.store.refuse(device, now, Visit(name, area, view.version), refused)
+            log.info("device.refused", device=device, status=view.status)
+        return view
 
     def _live(self, session: Session | None, now: float) -> Session | None:
         return session if session is not None and now < session.expires_at else None
 
     # Sessions.
 
-    async def resolve(self, device: str, *, new: bool = False, name: str | None = None) -> Session:
-        """The device's live session, or a new one (`new=True`: always a new one, ending the current)."""
+    async def resolve(
+        self,
+        device: str,
+        *,
+        new: bool = False,
+        name: str | None = None,
+        area: str | None = None,
+        view: DeviceView | None = None,
+        reset_ms: float | None = None,
+    ) -> Session:
+        """The device's live session, or a new one (`new=True`: always a new one, ending the current).
+
+        `view` (a device's turn, from admit()): its limits apply and the visit is recorded; raises
+        DeviceChanged, with this gateway's copy refreshed, when its settings changed meanwhile. `reset_ms`:
+        the turn is a "start over" answered in that time (counted in usage)."""
         validate_device_id(device)
         now = self.clock()
-        timeout, max_age = self.limits(device, name)
-        got = await self.store.acquire(device, now, timeout, max_age, str(ULID()), force_new=new)
+        timeout, max_age = (view.timeout, view.max_age) if view is not None else self.limits(device, name)
+        visit = Visit(name, area, view.version) if view is not None else None
+        new_id = str(ULID())
+        usage = UsageRow(now, device, new_id, "reset", reset_ms) if reset_ms is not None else None
+        try:
+            got = await self.store.acquire(
+                device, now, timeout, max_age, new_id, force_new=new, visit=visit, usage=usage
+            )
+        except DeviceChanged as exc:
+            self.remember(exc.record)
+            log.info("device.settings_changed", device=device, version=exc.record.version)
+            raise
         session = got.session
         if got.ended is not None:
             self._ended(got.ended, now, replaced=True)
@@ -148,14 +258,16 @@ class SessionManager:
 
     async def append_turn(self, session: Session, *messages: Message) -> Session:
         """Save one turn's messages together; raises SessionGone if the session was replaced meanwhile."""
+        now = self.clock()
         updated = await self.store.append(
             session.id,
             messages,
-            self.clock(),
+            now,
             session.timeout,
             session.max_age,
             self.policy.history_max_messages,
             device=session.device,
+            usage=usage_of(session, messages, now),
         )
         log.debug("session.turn_saved", device=session.device, session_id=session.id, messages=len(messages))
         return updated
@@ -163,11 +275,13 @@ class SessionManager:
     async def history(self, session: Session, budget: int | None = None) -> list[Message]:
         """The newest messages within history_context_messages and the token budget (default
         history_token_budget), oldest first (see trim())."""
-        limit = self.policy.history_context_messages
+        limit = self.view(session.device).history
         budget = self.policy.history_token_budget if budget is None else budget
         if limit <= 0 or budget <= 0:
             return []
-        return trim(await self.store.history(session.id, limit, device=session.device), budget)
+        stored = await self.store.history(session.id, limit, device=session.device)
+        # A failed turn's question and error are kept for the operator, not shown to the LLM.
+        return trim([m for m in stored if m.meta.path != "error"], budget)
 
     async def messages(self, session_id: str, device: str) -> list[Message]:
         """Every stored message of a session (not trimmed for the LLM)."""
@@ -177,7 +291,7 @@ class SessionManager:
         """"Start over": end the device's session and forget its history. False when there was none live."""
         validate_device_id(device)
         now = self.clock()
-        removed = await self.store.clear(device)
+        removed = await self.store.clear(device, now)
         return removed is not None and self._ended(removed, now) == "cleared"
 
     def _ended(self, old: Session, now: float, **extra: Any) -> EndReason:
@@ -219,6 +333,87 @@ class SessionManager:
         live.sort(key=lambda s: s.last_activity, reverse=True)
         return [self._view(s, now) for s in live]
 
+    # Devices (the operator's console).
+
+    async def find_device(self, ref: str) -> list[str]:
+        """The devices `ref` names: its id, else HA names equal to it ignoring case (several: ambiguous)."""
+        records = await self.store.devices()
+        if any(r.id == ref for r in records):
+            return [ref]
+        folded = ref.casefold()
+        named = [r.id for r in records if folded in (r.id.casefold(), (r.name or "").casefold())]
+        return sorted(named)
+
+    def _device_view(self, record: DeviceRecord, live: Session | None, now: float) -> dict[str, Any]:
+        self.remember(record)
+        view = self.view(record.id, record.name)
+        return {
+            "id": record.id,
+            "name": record.name,
+            "area": record.area,
+            "first_seen": record.first_seen,
+            "last_seen": record.last_seen,
+            "turns": record.turns,
+            "refused": record.refused,
+            "status": view.status,
+            "settings": record.settings.to_dict(),  # what is stored; `effective` is what applies
+            "effective": view.to_dict(),
+            "version": record.version,
+            "session": self._view(live, now) if live is not None and now < live.expires_at else None,
+        }
+
+    async def devices(self) -> list[dict[str, Any]]:
+        """Every device with a record, most recently seen first; configured-but-unseen ones last."""
+        now = self.clock()
+        records = await self.store.devices()
+        live = {s.device: s for s in await self.store.sessions()}
+        records.sort(key=lambda r: r.last_seen or 0.0, reverse=True)
+        return [self._device_view(r, live.get(r.id), now) for r in records]
+
+    async def device(self, device: str) -> dict[str, Any] | None:
+        """One device with its live session and its past sessions (newest first), or None."""
+        record = await self.store.device(device)
+        if record is None:
+            return None
+        now = self.clock()
+        out = self._device_view(record, await self.store.get(device), now)
+        out["past"] = [_past_view(p) for p in await self.store.past(device, now)]
+        return out
+
+    async def configure(self, device: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Store settings (a value sets one, None clears it); they apply from the device's next turn."""
+        validate_device_id(device)
+        record = await self.store.configure(device, changes, self.clock())
+        self.remember(record)
+        log.info("device.configured", device=device, version=record.version, changed=sorted(changes))
+        found = await self.device(device)
+        assert found is not None
+        return found
+
+    async def forget(self, device: str) -> bool:
+        """Delete everything kept about a device (on request): record, settings, sessions, usage."""
+        validate_device_id(device)
+        live = await self.active(device)
+        gone = await self.store.forget(device)
+        self._stored.pop(device, None)
+        if live is not None:
+            SESSIONS_ACTIVE.dec()
+            SESSIONS_ENDED.labels(reason="cleared").inc()
+        log.info("device.forgotten", device=device, found=gone)
+        return gone
+
+    async def past_session(self, device: str, session_id: str) -> tuple[dict[str, Any], list[Message]] | None:
+        """An ended session still within retention, with its messages."""
+        now = self.clock()
+        for past in await self.store.past(device, now):
+            if past.session.id == session_id:
+                messages = await self.store.past_history(device, session_id, self.policy.history_max_messages)
+                return _past_view(past), messages
+        return None
+
+    async def usage(self, since: float, until: float) -> list[UsageRow]:
+        return await self.store.usage(since, until)
+
     # Sweep.
 
     async def sweep(self) -> int:
@@ -236,6 +431,7 @@ class SessionManager:
                          turns=session.turns)
             if len(batch) < SWEEP_BATCH:
                 break
+        purged = await self.store.purge(now)
         duration = time.perf_counter() - started
         SWEEP_SECONDS.observe(duration)
         active = await self.store.count(now)
@@ -243,7 +439,8 @@ class SessionManager:
         removed = sum(counts.values())
         (log.info if removed else log.debug)(
             "sweep.completed", removed=removed, timeout=counts.get("timeout", 0),
-            max_age=counts.get("max_age", 0), active=active, duration_ms=round(duration * 1000, 2),
+            max_age=counts.get("max_age", 0), active=active, purged=purged,
+            duration_ms=round(duration * 1000, 2),
         )
         return removed
 
@@ -256,6 +453,28 @@ class SessionManager:
                 log.warning("sweep.failed", error=str(exc))
             except Exception:  # the sweep must outlive one bad run; the next one retries
                 log.exception("sweep.failed")
+
+
+def _past_view(past: PastSession) -> dict[str, Any]:
+    s = past.session
+    return {
+        "id": s.id, "device": s.device, "created_at": s.created_at, "last_activity": s.last_activity,
+        "turns": s.turns, "ended_at": past.ended_at, "ended_reason": past.reason, "timeout": s.timeout,
+        "max_age": s.max_age,
+    }
+
+
+def usage_of(session: Session, messages: Sequence[Message], now: float) -> UsageRow | None:
+    """A turn's usage row from the messages it saves: the path and latency of its last answer, "tools" when
+    the LLM called tools (or tool results continue its turn). None for what HA answered itself (no path)."""
+    answer = next((m for m in reversed(messages) if m.meta.path), None)
+    if answer is None:
+        return None
+    calls = sum(len(m.meta.tool_calls) for m in messages)
+    path = answer.meta.path or "llm"
+    if path == "llm" and (calls or any(m.role == "tool" for m in messages)):
+        path = "tools"
+    return UsageRow(now, session.device, session.id, path, answer.meta.latency_ms or 0.0, calls)
 
 
 def trim(messages: Sequence[Message], budget: int) -> list[Message]:

@@ -3,10 +3,26 @@
 
 from __future__ import annotations
 
-from athena.stores.base import Acquired, SessionGone, Store, StoreDegraded, StoreError
+from athena.stores.base import (
+    Acquired,
+    DeviceChanged,
+    Retention,
+    SessionGone,
+    Store,
+    StoreDegraded,
+    StoreError,
+)
 
 __all__ = [
-    "Acquired", "SessionGone", "Store", "StoreDegraded", "StoreError", "create_store", "store_kind",
+    "Acquired",
+    "DeviceChanged",
+    "Retention",
+    "SessionGone",
+    "Store",
+    "StoreDegraded",
+    "StoreError",
+    "create_store",
+    "store_kind",
 ]
 
 
@@ -18,19 +34,20 @@ def store_kind(url: str) -> str:
     return "redis" if scheme in ("redis", "rediss") else scheme
 
 
-def create_store(url: str) -> Store:
+def create_store(url: str, retention: Retention | None = None) -> Store:
     """A store for the URL, not yet opened (call `open()`; the session manager's `start()` does)."""
+    retention = retention or Retention()
     kind = store_kind(url)
     if kind == "memory":
         from athena.stores.memory import MemoryStore
 
-        return MemoryStore()
+        return MemoryStore(retention)
     if kind == "sqlite":
         from athena.stores.sqlite import SQLiteStore
 
-        return SQLiteStore.from_url(url)
+        return SQLiteStore.from_url(url, retention)
     if kind in ("redis", "redis-cluster"):
         from athena.stores.redis import RedisStore
 
-        return RedisStore.from_url(url)
+        return RedisStore.from_url(url, retention)
     raise ValueError(f"unknown store URL {url!r}; use sqlite:///path, redis://host:port/db or memory://")

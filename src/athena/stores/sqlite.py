@@ -15,15 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
-from athena.records import Message, MessageMeta, Session
-from athena.stores.base import Acquired, SessionGone, StoreError
+from athena.records import (
+    DeviceRecord,
+    DeviceSettings,
+    EndedBy,
+    Message,
+    MessageMeta,
+    PastSession,
+    Session,
+    UsageRow,
+    Visit,
+    ended_by,
+)
+from athena.stores.base import Acquired, DeviceChanged, Retention, SessionGone, StoreError
 
 T = TypeVar("T")
 
@@ -49,9 +61,44 @@ CREATE TABLE IF NOT EXISTS messages (
     meta BLOB,
     PRIMARY KEY (session_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    area TEXT,
+    first_seen REAL,
+    last_seen REAL,
+    turns INTEGER NOT NULL DEFAULT 0,
+    refused INTEGER NOT NULL DEFAULT 0,
+    version INTEGER NOT NULL DEFAULT 0,
+    settings BLOB
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS past_sessions (
+    id TEXT PRIMARY KEY,
+    device TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    last_activity REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    timeout REAL NOT NULL,
+    max_age REAL NOT NULL,
+    turns INTEGER NOT NULL,
+    ended_at REAL NOT NULL,
+    reason TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS past_by_device ON past_sessions (device, ended_at);
+CREATE INDEX IF NOT EXISTS past_by_end ON past_sessions (ended_at);
+CREATE TABLE IF NOT EXISTS usage (
+    ts REAL NOT NULL,
+    device TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    latency_ms REAL NOT NULL,
+    tools INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS usage_by_ts ON usage (ts);
 """
 
 _COLUMNS = "id, device, created_at, last_activity, expires_at, timeout, max_age, turns"
+_DEVICE_COLUMNS = "id, name, area, first_seen, last_seen, turns, refused, version, settings"
 
 
 def _session(row: tuple[Any, ...]) -> Session:
@@ -61,9 +108,24 @@ def _session(row: tuple[Any, ...]) -> Session:
     )
 
 
+def _device(row: tuple[Any, ...]) -> DeviceRecord:
+    return DeviceRecord(
+        id=row[0], name=row[1], area=row[2], first_seen=row[3], last_seen=row[4], turns=row[5],
+        refused=row[6], version=row[7],
+        settings=DeviceSettings.from_dict(orjson.loads(row[8]) if row[8] else None),
+    )
+
+
 class SQLiteStore:
-    def __init__(self, path: str | Path, busy_timeout: float = 10.0, checkpoint_every: int = 1000) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        busy_timeout: float = 10.0,
+        checkpoint_every: int = 1000,
+        retention: Retention | None = None,
+    ) -> None:
         self.path = Path(path)
+        self.retention = retention or Retention()
         self.busy_timeout = busy_timeout
         self.checkpoint_every = checkpoint_every
         self._db: sqlite3.Connection | None = None
@@ -73,11 +135,11 @@ class SQLiteStore:
         self.waits = 0  # operations that found the file locked and waited on the thread
 
     @classmethod
-    def from_url(cls, url: str) -> SQLiteStore:
+    def from_url(cls, url: str, retention: Retention | None = None) -> SQLiteStore:
         """`sqlite:///relative/path.db` or `sqlite:////absolute/path.db` (the SQLAlchemy convention)."""
         if not url.startswith("sqlite:///") or len(url) <= len("sqlite:///"):
             raise ValueError(f"SQLite store URL must look like sqlite:///path/to/file.db, not {url!r}")
-        return cls(url[len("sqlite:///"):])
+        return cls(url[len("sqlite:///"):], retention=retention)
 
     # Plumbing.
 
@@ -160,9 +222,22 @@ class SQLiteStore:
     # Operations.
 
     async def acquire(
-        self, device: str, now: float, timeout: float, max_age: float, new_id: str, force_new: bool = False
+        self,
+        device: str,
+        now: float,
+        timeout: float,
+        max_age: float,
+        new_id: str,
+        force_new: bool = False,
+        *,
+        visit: Visit | None = None,
+        usage: UsageRow | None = None,
     ) -> Acquired:
         def tx(db: sqlite3.Connection) -> Acquired:
+            if visit is not None:
+                _visit(db, device, now, visit)
+            if usage is not None:
+                _insert_usage(db, usage)
             current = _select(db, "device", device)
             if current is not None and not force_new and now < current.expires_at:
                 touched = current.touched(now, timeout, max_age)
@@ -173,7 +248,7 @@ class SQLiteStore:
                 )
                 return Acquired(touched, created=False, ended=None)
             if current is not None:
-                _delete(db, [current.id])
+                self._end(db, [current], now, "start_over")
             session = Session.begin(new_id, device, now, timeout, max_age)
             db.execute(
                 f"INSERT INTO sessions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
@@ -199,11 +274,14 @@ class SQLiteStore:
         cap: int,
         *,
         device: str | None = None,
+        usage: UsageRow | None = None,
     ) -> Session:
         rows_in = [(m.role, m.content, m.ts, orjson.dumps(meta) if (meta := m.meta.to_dict()) else None)
                    for m in messages]
 
         def tx(db: sqlite3.Connection) -> Session | None:
+            if usage is not None:  # kept even when the session is gone: the turn was answered
+                _insert_usage(db, usage)
             row = db.execute(
                 f"SELECT {_COLUMNS}, next_seq FROM sessions WHERE id = ?", (session_id,)
             ).fetchone()
@@ -234,22 +312,19 @@ class SQLiteStore:
             return []
 
         def read(db: sqlite3.Connection) -> list[Message]:
-            rows = db.execute(
-                "SELECT role, content, ts, meta FROM messages WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
-                (session_id, limit),
-            ).fetchall()
-            return [
-                Message(r[0], r[1], r[2], MessageMeta.from_dict(orjson.loads(r[3]) if r[3] else None))
-                for r in reversed(rows)
-            ]
+            if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+                return []  # ended: its messages are a past session's now
+            return _messages(db, session_id, limit)
 
         return await self._run(read)
 
-    async def clear(self, device: str) -> Session | None:
+    async def clear(self, device: str, now: float | None = None) -> Session | None:
+        at = time.time() if now is None else now
+
         def tx(db: sqlite3.Connection) -> Session | None:
             current = _select(db, "device", device)
             if current is not None:
-                _delete(db, [current.id])
+                self._end(db, [current], at, "cleared")
             return current
 
         return await self._run(tx, write=True)
@@ -265,8 +340,9 @@ class SQLiteStore:
                 f"SELECT {_COLUMNS} FROM sessions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
                 (now, limit),
             ).fetchall()
-            _delete(db, [r[0] for r in rows])
-            return [_session(r) for r in rows]
+            ended = [_session(r) for r in rows]
+            self._end(db, ended, now, "cleared")
+            return ended
 
         return await self._run(tx, write=True)
 
@@ -274,6 +350,177 @@ class SQLiteStore:
         return await self._run(
             lambda db: db.execute("SELECT COUNT(*) FROM sessions WHERE expires_at > ?", (now,)).fetchone()[0]
         )
+
+
+    def _end(self, db: sqlite3.Connection, ended: Sequence[Session], now: float, forced: EndedBy) -> None:
+        """Sessions that ended: kept as past sessions (their messages stay where they are) or deleted."""
+        if self.retention.transcripts <= 0:
+            _delete(db, [s.id for s in ended])
+            return
+        db.executemany(
+            f"INSERT OR REPLACE INTO past_sessions ({_COLUMNS}, ended_at, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (s.id, s.device, s.created_at, s.last_activity, s.expires_at, s.timeout, s.max_age, s.turns,
+                 now, ended_by(s, now, forced))
+                for s in ended
+            ],
+        )
+        db.executemany("DELETE FROM sessions WHERE id = ?", [(s.id,) for s in ended])
+
+    async def purge(self, now: float) -> int:
+        transcripts, usage = now - self.retention.transcripts, now - self.retention.usage
+
+        def tx(db: sqlite3.Connection) -> int:
+            db.execute(
+                "DELETE FROM messages WHERE session_id IN (SELECT id FROM past_sessions WHERE ended_at < ?)",
+                (transcripts,),
+            )
+            gone = db.execute("DELETE FROM past_sessions WHERE ended_at < ?", (transcripts,)).rowcount
+            gone += db.execute("DELETE FROM usage WHERE ts < ?", (usage,)).rowcount
+            gone += db.execute(
+                "DELETE FROM devices WHERE version = 0 AND last_seen < ?"
+                " AND id NOT IN (SELECT device FROM sessions)",
+                (usage,),
+            ).rowcount
+            return int(gone)
+
+        return await self._run(tx, write=True)
+
+    # Devices.
+
+    async def device(self, device: str) -> DeviceRecord | None:
+        return await self._run(lambda db: _select_device(db, device))
+
+    async def devices(self) -> list[DeviceRecord]:
+        return await self._run(
+            lambda db: [_device(r) for r in db.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices").fetchall()]
+        )
+
+    async def configure(self, device: str, changes: Mapping[str, Any], now: float) -> DeviceRecord:
+        def tx(db: sqlite3.Connection) -> DeviceRecord:
+            current = _select_device(db, device) or DeviceRecord(device)
+            settings = current.settings.merged(changes).to_dict()
+            db.execute(
+                "INSERT INTO devices (id, version, settings) VALUES (?, 1, ?)"
+                " ON CONFLICT(id) DO UPDATE SET version = version + 1, settings = excluded.settings",
+                (device, orjson.dumps(settings) if settings else None),
+            )
+            record = _select_device(db, device)
+            assert record is not None
+            return record
+
+        return await self._run(tx, write=True)
+
+    async def refuse(self, device: str, now: float, visit: Visit, usage: UsageRow) -> DeviceRecord:
+        def tx(db: sqlite3.Connection) -> DeviceRecord:
+            _upsert_visit(db, device, now, visit, turns=0, refused=1)
+            _insert_usage(db, usage)
+            record = _select_device(db, device)
+            assert record is not None
+            return record
+
+        return await self._run(tx, write=True)
+
+    async def forget(self, device: str) -> bool:
+        def tx(db: sqlite3.Connection) -> bool:
+            ids = [r[0] for r in db.execute("SELECT id FROM sessions WHERE device = ?", (device,))]
+            ids += [r[0] for r in db.execute("SELECT id FROM past_sessions WHERE device = ?", (device,))]
+            db.executemany("DELETE FROM messages WHERE session_id = ?", [(i,) for i in ids])
+            found = db.execute("DELETE FROM sessions WHERE device = ?", (device,)).rowcount
+            found += db.execute("DELETE FROM past_sessions WHERE device = ?", (device,)).rowcount
+            found += db.execute("DELETE FROM devices WHERE id = ?", (device,)).rowcount
+            found += db.execute("DELETE FROM usage WHERE device = ?", (device,)).rowcount
+            return found > 0
+
+        return await self._run(tx, write=True)
+
+    # What outlives a session.
+
+    async def past(self, device: str, now: float) -> list[PastSession]:
+        def read(db: sqlite3.Connection) -> list[PastSession]:
+            rows = db.execute(
+                f"SELECT {_COLUMNS}, ended_at, reason FROM past_sessions WHERE device = ? AND ended_at >= ?"
+                " ORDER BY ended_at DESC",
+                (device, now - self.retention.transcripts),
+            ).fetchall()
+            return [PastSession(_session(r), r[8], r[9]) for r in rows]
+
+        return await self._run(read)
+
+    async def past_history(self, device: str, session_id: str, limit: int) -> list[Message]:
+        def read(db: sqlite3.Connection) -> list[Message]:
+            known = db.execute(
+                "SELECT 1 FROM past_sessions WHERE id = ? AND device = ?", (session_id, device)
+            ).fetchone()
+            return _messages(db, session_id, limit) if known and limit > 0 else []
+
+        return await self._run(read)
+
+    async def usage(self, since: float, until: float) -> list[UsageRow]:
+        def read(db: sqlite3.Connection) -> list[UsageRow]:
+            rows = db.execute(
+                "SELECT ts, device, session_id, path, latency_ms, tools FROM usage WHERE ts >= ? AND ts < ?"
+                " ORDER BY ts",
+                (since, until),
+            ).fetchall()
+            return [UsageRow(*r) for r in rows]
+
+        return await self._run(read)
+
+
+def _messages(db: sqlite3.Connection, session_id: str, limit: int) -> list[Message]:
+    rows = db.execute(
+        "SELECT role, content, ts, meta FROM messages WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
+        (session_id, limit),
+    ).fetchall()
+    return [
+        Message(r[0], r[1], r[2], MessageMeta.from_dict(orjson.loads(r[3]) if r[3] else None))
+        for r in reversed(rows)
+    ]
+
+
+def _select_device(db: sqlite3.Connection, device: str) -> DeviceRecord | None:
+    row = db.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?", (device,)).fetchone()
+    return _device(row) if row else None
+
+
+def _visit(db: sqlite3.Connection, device: str, now: float, visit: Visit) -> None:
+    """The version check and the visit, inside the acquire's transaction: one UPDATE for a known device
+    whose settings are the version the caller holds (every turn but a device's first and those after a
+    change)."""
+    updated = db.execute(
+        "UPDATE devices SET name = coalesce(?, name), area = coalesce(?, area), last_seen = ?,"
+        " first_seen = coalesce(first_seen, ?), turns = turns + 1 WHERE id = ? AND version = ?",
+        (visit.name or None, visit.area or None, now, now, device, visit.version),
+    ).rowcount
+    if updated:
+        return
+    record = _select_device(db, device)
+    if record is None and visit.version == 0:
+        _upsert_visit(db, device, now, visit, turns=1, refused=0)
+        return
+    raise DeviceChanged(record or DeviceRecord(device))  # rolls the transaction back: nothing written
+
+
+def _upsert_visit(
+    db: sqlite3.Connection, device: str, now: float, visit: Visit, *, turns: int, refused: int
+) -> None:
+    db.execute(
+        "INSERT INTO devices (id, name, area, first_seen, last_seen, turns, refused)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+        " name = coalesce(excluded.name, name), area = coalesce(excluded.area, area),"
+        " first_seen = coalesce(first_seen, excluded.first_seen), last_seen = excluded.last_seen,"
+        " turns = turns + excluded.turns, refused = refused + excluded.refused",
+        (device, visit.name or None, visit.area or None, now, now, turns, refused),
+    )
+
+
+def _insert_usage(db: sqlite3.Connection, u: UsageRow) -> None:
+    db.execute(
+        "INSERT INTO usage (ts, device, session_id, path, latency_ms, tools) VALUES (?, ?, ?, ?, ?, ?)",
+        (u.ts, u.device, u.session_id, u.path, u.latency_ms, u.tools),
+    )
 
 
 def _select(db: sqlite3.Connection, column: str, value: str) -> Session | None:
