@@ -341,3 +341,22 @@ async def test_reopen_keeps_devices_past_sessions_and_usage(stores: StoreFactory
     assert record.version == 1 and record.name == "Kitchen"
     assert [p.session.id for p in await second.past("kitchen", clock.now)] == ["01A"]
     assert [r.session_id for r in await second.usage(0, clock.now + 1)] == ["01A"]
+
+
+async def test_acquire_reads_a_found_sessions_newest_messages_in_the_same_step(
+    store: Store, clock: FakeClock
+) -> None:
+    """A turn's one read: the session and its history together (a new session has none)."""
+    fresh = await store.acquire("kitchen", clock.now, T, A, "01A", history=4)
+    assert fresh.created and fresh.messages == []
+    for i in range(0, 6, 2):
+        clock.advance(1)
+        await store.append("01A", [msg(i), msg(i + 1, "assistant")], clock.now, T, A, 100)
+    clock.advance(1)
+    found = await store.acquire("kitchen", clock.now, T, A, "01B", history=4)
+    assert not found.created and found.session.id == "01A"
+    assert [m.content for m in found.messages] == [f"message {i}" for i in range(2, 6)]
+    assert found.messages == await store.history("01A", 4)
+    assert (await store.acquire("kitchen", clock.now, T, A, "01C")).messages == []  # not asked: not read
+    replaced = await store.acquire("kitchen", clock.now, T, A, "01D", force_new=True, history=4)
+    assert replaced.created and replaced.messages == []

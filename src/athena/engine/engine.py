@@ -314,9 +314,9 @@ class TurnRun:
                 return
             if turn.area is None and engine.area_of is not None and (area := engine.area_of(turn)):
                 self.turn = turn = replace(turn, area=area)  # the model is told where the user is
-            if turn.prior:
+            if turn.prior:  # turns HA answered itself: kept first, then the history read again with them
                 await self._save(turn.prior, step="prior")
-            self._history = await engine.sessions.history(self.session)
+                self._history = await engine.sessions.history(self.session)
             local = None if turn.tool_results else await self._local()
             if local is not None:
                 LOCAL_SECONDS.observe(time.perf_counter() - self._started)
@@ -461,15 +461,19 @@ class TurnRun:
     async def _session(self, *, new: bool, reset: bool = False) -> Session:
         sessions, turn = self.engine.sessions, self.turn
         reset_ms = _ms(self._started) if reset else None  # a "start over" counts in usage
-        if (key := device_key(turn)) is not None:
-            return await sessions.resolve(
-                key, new=new, name=turn.device_name, area=turn.area, view=self.device, reset_ms=reset_ms
-            )
-        if turn.conversation_id:
+        if (key := device_key(turn)) is None and turn.conversation_id:
             known = await sessions.get(turn.conversation_id)  # a session id Athena returned earlier
             key = known.device if known is not None else conversation_key(turn.conversation_id)
-            return await sessions.resolve(key, new=new, reset_ms=reset_ms)
-        return await sessions.resolve(one_off_key(), reset_ms=reset_ms)
+            name, area, view = None, None, None
+        else:
+            name, area, view = turn.device_name, turn.area, self.device
+        if key is None:
+            return await sessions.resolve(one_off_key(), reset_ms=reset_ms)
+        if reset:
+            return await sessions.resolve(key, new=new, name=name, area=area, view=view, reset_ms=reset_ms)
+        # The session and its history in one store operation: the common turn's first of two.
+        session, self._history = await sessions.begin(key, new=new, name=name, area=area, view=view)
+        return session
 
     async def _failed(self, exc: BaseException) -> Reply:
         """The spoken error; and, when there is a session to keep them in, the question and what went wrong,

@@ -30,7 +30,7 @@ from athena.records import (
     Visit,
     validate_device_id,
 )
-from athena.stores.base import DeviceChanged, Store, StoreError
+from athena.stores.base import Acquired, DeviceChanged, Store, StoreError
 
 log = structlog.get_logger("athena.sessions")
 
@@ -221,6 +221,34 @@ class SessionManager:
         `view` (a device's turn, from admit()): its limits apply and the visit is recorded; raises
         DeviceChanged, with this gateway's copy refreshed, when its settings changed meanwhile. `reset_ms`:
         the turn is a "start over" answered in that time (counted in usage)."""
+        got = await self._acquire(device, new, name, area, view, reset_ms, 0)
+        return got.session
+
+    async def begin(
+        self,
+        device: str,
+        *,
+        new: bool = False,
+        name: str | None = None,
+        area: str | None = None,
+        view: DeviceView | None = None,
+    ) -> tuple[Session, list[Message]]:
+        """`resolve()` and `history()` in one store operation: the session a turn belongs to and the history
+        the LLM sees (a found session's newest messages; a new one has none)."""
+        limit = self.view(device, name).history if view is None else view.history
+        got = await self._acquire(device, new, name, area, view, None, limit)
+        return got.session, self._for_llm(got.messages, None)
+
+    async def _acquire(
+        self,
+        device: str,
+        new: bool,
+        name: str | None,
+        area: str | None,
+        view: DeviceView | None,
+        reset_ms: float | None,
+        history: int,
+    ) -> Acquired:
         validate_device_id(device)
         now = self.clock()
         timeout, max_age = (view.timeout, view.max_age) if view is not None else self.limits(device, name)
@@ -229,7 +257,8 @@ class SessionManager:
         usage = UsageRow(now, device, new_id, "reset", reset_ms) if reset_ms is not None else None
         try:
             got = await self.store.acquire(
-                device, now, timeout, max_age, new_id, force_new=new, visit=visit, usage=usage
+                device, now, timeout, max_age, new_id, force_new=new, visit=visit, usage=usage,
+                history=history,
             )
         except DeviceChanged as exc:
             self.remember(exc.record)
@@ -247,7 +276,7 @@ class SessionManager:
             )
         else:
             log.debug("session.found", device=device, session_id=session.id, turns=session.turns)
-        return session
+        return got
 
     async def active(self, device: str) -> Session | None:
         validate_device_id(device)
@@ -276,10 +305,14 @@ class SessionManager:
         """The newest messages within history_context_messages and the token budget (default
         history_token_budget), oldest first (see trim())."""
         limit = self.view(session.device).history
-        budget = self.policy.history_token_budget if budget is None else budget
-        if limit <= 0 or budget <= 0:
+        if limit <= 0:
             return []
-        stored = await self.store.history(session.id, limit, device=session.device)
+        return self._for_llm(await self.store.history(session.id, limit, device=session.device), budget)
+
+    def _for_llm(self, stored: Sequence[Message], budget: int | None) -> list[Message]:
+        budget = self.policy.history_token_budget if budget is None else budget
+        if budget <= 0:
+            return []
         # A failed turn's question and error are kept for the operator, not shown to the LLM.
         return trim([m for m in stored if m.meta.path != "error"], budget)
 

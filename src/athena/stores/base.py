@@ -8,7 +8,7 @@ hold no policy: the session manager passes in the clock reading and the timeout 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from athena.records import DeviceRecord, Message, PastSession, Session, UsageRow, Visit
@@ -58,6 +58,7 @@ class Acquired:
     session: Session
     created: bool
     ended: Session | None  # the expired or replaced session this call retired, if any
+    messages: list[Message] = field(default_factory=list)  # its newest `history` messages, when found
 
 
 class Store(Protocol):
@@ -77,12 +78,14 @@ class Store(Protocol):
         *,
         visit: Visit | None = None,
         usage: UsageRow | None = None,
+        history: int = 0,
     ) -> Acquired:
-        """Atomically: return the device's live session (touched: last_activity=now) or replace it with a new
-        one whose id is `new_id`. A session is live while now < expires_at. The retired one is kept as a past
-        session (see Retention). With `visit` (a device's turn): first raise DeviceChanged if the device's
-        settings version is not `visit.version`, then record the visit (first/last seen, name, area, one
-        more turn) in the same atomic step. `usage`: a row to keep for this turn (a "start over")."""
+        """Atomically: return the device's live session (touched: last_activity=now) and, with `history`,
+        its newest `history` messages (a turn's one read), or replace it with a new one whose id is `new_id`.
+        A session is live while now < expires_at. The retired one is kept as a past session (see
+        Retention). With `visit` (a device's turn): first raise DeviceChanged if the device's settings
+        version is not `visit.version`, then record the visit (first/last seen, name, area, one more turn)
+        in the same atomic step. `usage`: a row to keep for this turn (a "start over")."""
 
     async def get(self, device: str) -> Session | None:
         """The device's stored session, live or not (the manager decides)."""

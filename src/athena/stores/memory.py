@@ -88,6 +88,7 @@ class MemoryStore:
         *,
         visit: Visit | None = None,
         usage: UsageRow | None = None,
+        history: int = 0,
     ) -> Acquired:
         if visit is not None:
             record = self._devices.get(device)
@@ -100,7 +101,8 @@ class MemoryStore:
         current = self._by_device.get(device)
         if current is not None and not force_new and now < current.expires_at:
             touched = self._touch(current, current.touched(now, timeout, max_age))
-            return Acquired(touched, created=False, ended=None)
+            kept = list(self._history[current.id])[-history:] if history > 0 else []
+            return Acquired(touched, created=False, ended=None, messages=kept)
         if current is not None:
             self._drop(current, now, "start_over")
         session = Session.begin(new_id, device, now, timeout, max_age)

@@ -124,9 +124,10 @@ end
 
 # KEYS: session, history, device, past, usage. ARGV: now, timeout, max_age, new_id, force_new, grace_ms,
 # version ('' without a visit), name, area, retention_ms, device_ttl_ms, usage row ('' for none),
-# usage_ttl_ms.
+# usage_ttl_ms, history limit.
 # Returns {-1, device hash...} when the settings version differs (nothing written), else {created(0|1),
-# reindex(0|1), new_device(0|1), usage length, session fields..., retired fields... (when created over one)}.
+# reindex(0|1), new_device(0|1), usage length, session fields..., then the newest `limit` messages when the
+# session was found, or the retired session's fields when one was replaced}.
 _ACQUIRE = _LUA_COMMON + """
 local now, timeout, max_age = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local grace = tonumber(ARGV[6])
@@ -154,7 +155,13 @@ if cur[1] and ARGV[5] ~= '1' and now < tonumber(cur[4]) then
   keep(now, expires_at, grace)
   local reindex = 0
   if expires_at < tonumber(cur[4]) then reindex = 1 end
-  return {0, reindex, new_device, used, cur[1], cur[2], ARGV[1], num(expires_at), ARGV[2], ARGV[3], cur[7]}
+  local out = {0, reindex, new_device, used,
+               cur[1], cur[2], ARGV[1], num(expires_at), ARGV[2], ARGV[3], cur[7]}
+  local limit = tonumber(ARGV[14])
+  if limit > 0 then
+    for _, m in ipairs(redis.call('LRANGE', KEYS[2], -limit, -1)) do out[#out + 1] = m end
+  end
+  return out
 end
 if cur[1] then archive(cur, now, 'start_over', tonumber(ARGV[10])) end
 redis.call('DEL', KEYS[1], KEYS[2])
@@ -527,6 +534,7 @@ class RedisStore:
         *,
         visit: Visit | None = None,
         usage: UsageRow | None = None,
+        history: int = 0,
     ) -> Acquired:
         day, row, usage_ttl = self._usage_args(usage, now)
         keys = self._keys(device, day)
@@ -537,7 +545,7 @@ class RedisStore:
                 "" if visit is None else visit.version,
                 (visit and visit.name) or "",
                 (visit and visit.area) or "",
-                self._retention_ms, self._device_ttl_ms, row, usage_ttl,
+                self._retention_ms, self._device_ttl_ms, row, usage_ttl, history,
             ],
         ))
         if int(out[0]) == -1:
@@ -546,15 +554,16 @@ class RedisStore:
         created, reindex, new_device, first_usage = (
             out[0] == 1, out[1] == 1, out[2] == 1, day if out[3] == 1 else None
         )
+        kept = [] if created else _decode_messages(out[11:])
         if not (created or reindex or new_device or first_usage is not None):
-            return Acquired(session, created=False, ended=None)  # the common turn: one round trip
+            return Acquired(session, created=False, ended=None, messages=kept)  # the common turn: one trip
         pipe = self._pipeline()
         self._noted(pipe, device, new_device=new_device, usage_day=first_usage, now=now)
         if not created:
             if reindex:
                 pipe.zadd(self._index, {_member(session.id, session.device): session.expires_at})
             await self._best_effort(pipe.execute(), "re-index a session")
-            return Acquired(session, created=False, ended=None)
+            return Acquired(session, created=False, ended=None, messages=kept)
         retired = _session(device, out[11:18]) if len(out) > 11 else None
         self._index_new(session, retired, pipe)
         await self._best_effort(pipe.execute(), "index a new session")
@@ -617,7 +626,7 @@ class RedisStore:
         raw = await self._retrying(lambda: self._history(keys=keys, args=[session_id, limit]))
         if raw is None:
             return []
-        return [_decode(item) for item in raw]
+        return _decode_messages(raw)
 
     async def clear(self, device: str, now: float | None = None) -> Session | None:
         at = time.time() if now is None else now
@@ -809,6 +818,10 @@ class RedisStore:
                     rows.append(row)
         rows.sort(key=lambda r: r.ts)
         return rows
+
+
+def _decode_messages(raw: Sequence[Any]) -> list[Message]:
+    return [_decode(item) for item in raw]
 
 
 def _decode(item: Any) -> Message:

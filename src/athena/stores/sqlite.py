@@ -232,6 +232,7 @@ class SQLiteStore:
         *,
         visit: Visit | None = None,
         usage: UsageRow | None = None,
+        history: int = 0,
     ) -> Acquired:
         def tx(db: sqlite3.Connection) -> Acquired:
             if visit is not None:
@@ -246,7 +247,8 @@ class SQLiteStore:
                     " WHERE id = ?",
                     (now, touched.expires_at, timeout, max_age, current.id),
                 )
-                return Acquired(touched, created=False, ended=None)
+                kept = _messages(db, current.id, history) if history > 0 else []
+                return Acquired(touched, created=False, ended=None, messages=kept)
             if current is not None:
                 self._end(db, [current], now, "start_over")
             session = Session.begin(new_id, device, now, timeout, max_age)
