@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(150, ge=0)
     # The model's context window; unset: llama.cpp's /props tells it, else the first overflow error does.
     llm_context_tokens: int | None = Field(None, ge=256)
+    # Athena's own tools (MCP): model calls with tools per turn at most; no new tool round after the deadline.
+    tool_rounds: int = Field(5, ge=1, le=20)
+    answer_deadline: PositiveFloat = 30.0
     llm_fallback_api: Literal["openai", "ollama"] | None = None
     llm_fallback_url: str | None = None
     llm_fallback_model: str | None = None

@@ -25,6 +25,7 @@ from athena.llm import FallbackBackend, LLMBackend, LLMError, Timeouts, make_bac
 from athena.local import LocalPath
 from athena.sessions.manager import DeviceRule, SessionManager, SessionPolicy
 from athena.stores import StoreError, create_store, store_kind
+from athena.turns import Turn
 
 log = structlog.get_logger("athena")
 
@@ -106,6 +107,18 @@ def ha_client(settings: Settings) -> HAClient | None:
     )
 
 
+def _area_of(ha: HAClient | None) -> Callable[[Turn], str | None] | None:
+    """The name of the room a turn came from, from HA's registry (its device, else its satellite entity)."""
+    if ha is None:
+        return None
+
+    def area_of(turn: Turn) -> str | None:
+        area = ha.home.area_of(turn.area_id, None, turn.device_id, turn.satellite_id)
+        return area.name if area is not None else None
+
+    return area_of
+
+
 # -- the running gateway -------------------------------------------------------------------------------
 class Gateway:
     """One per process. `start()` opens the store, the LLM backend, Home Assistant and the local path (in
@@ -156,7 +169,8 @@ class Gateway:
             raise
         self._engine = Engine(
             sessions, llm, handlers=self.local.handlers, prompt=prompt_settings(settings),
-            max_tokens=settings.llm_max_tokens or None,
+            max_tokens=settings.llm_max_tokens or None, tool_rounds=settings.tool_rounds,
+            answer_deadline=settings.answer_deadline, area_of=_area_of(ha),
         )
         self.probe = Probe(sessions.ping, llm.ping)
         log.info(

@@ -19,7 +19,7 @@ import pytest
 
 from athena.config import Settings
 from tests.api.conftest import LiveGateway, make_settings, serve
-from tests.support.fake_llm import FakeLLM
+from tests.support.fake_llm import FakeLLM, said
 from tests.support.gateway import free_port
 from tests.support.hass import HassProcess, HassWS, furnish, hass_version_params, require_version
 
@@ -148,7 +148,7 @@ def speech(output: dict[str, Any]) -> str:
 def user_turns(fake: FakeLLM) -> list[list[str]]:
     """Per chat request to the LLM, the user messages it carried (the session's history and the turn)."""
     chats = [r["body"]["messages"] for r in fake.requests if r["path"].endswith("/chat/completions")]
-    return [[m["content"] for m in msgs if m["role"] == "user"] for msgs in chats]
+    return [[said(m) for m in msgs if m["role"] == "user"] for msgs in chats]
 
 
 async def test_home_assistant_adds_athena_over_wyoming(

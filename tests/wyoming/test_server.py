@@ -9,7 +9,7 @@ from athena import __version__
 from athena.engine.engine import SPOKEN_ERRORS
 from athena.wyoming.protocol import NOTHING_SAID, TOO_LONG, UNKNOWN_DEVICE
 from tests.api.conftest import llm_messages
-from tests.support.fake_llm import FakeLLM
+from tests.support.fake_llm import FakeLLM, said
 from tests.wyoming.conftest import Factory, Served
 
 KITCHEN = "4f1c2a9e8b7d6c5f4e3d2c1b0a998877"  # HA device-registry ids are opaque hex
@@ -48,7 +48,8 @@ async def test_a_transcript_is_answered_with_its_context(wyoming: Served, fake_l
     handled = Handled.from_event(event)
     assert handled.text == "Reply to: what is the capital of France"
     assert handled.context == context
-    assert llm_messages(fake_llm)[-1] == {"role": "user", "content": "what is the capital of France"}
+    last = llm_messages(fake_llm)[-1]
+    assert last["role"] == "user" and said(last) == "what is the capital of France"
 
 
 async def test_the_device_keeps_the_session_across_new_conversation_ids(
@@ -58,8 +59,8 @@ async def test_the_device_keeps_the_session_across_new_conversation_ids(
     await wyoming.turn("first in the kitchen", {"conversation_id": "c1", "device_id": KITCHEN})
     await wyoming.turn("first in the office", {"conversation_id": "c2", "device_id": OFFICE})
     await wyoming.turn("and a follow-up", {"conversation_id": "c3", "device_id": KITCHEN})
-    said = [m["content"] for m in llm_messages(fake_llm) if m["role"] == "user"]
-    assert said == ["first in the kitchen", "and a follow-up"]  # the office's turn is another session
+    texts = [said(m) for m in llm_messages(fake_llm) if m["role"] == "user"]
+    assert texts == ["first in the kitchen", "and a follow-up"]  # the office's turn is another session
     engine = wyoming.gateway.engine
     kitchen, office = await engine.transcript(KITCHEN), await engine.transcript(OFFICE)
     assert kitchen is not None and office is not None
@@ -75,10 +76,10 @@ async def test_the_device_keeps_the_session_across_new_conversation_ids(
 async def test_satellite_then_conversation_id_key_the_session(wyoming: Served, fake_llm: FakeLLM) -> None:
     await wyoming.turn("one", {"conversation_id": "a", "satellite_id": "assist_satellite.hall"})
     await wyoming.turn("two", {"conversation_id": "b", "satellite_id": "assist_satellite.hall"})
-    assert [m["content"] for m in llm_messages(fake_llm) if m["role"] == "user"] == ["one", "two"]
+    assert [said(m) for m in llm_messages(fake_llm) if m["role"] == "user"] == ["one", "two"]
     await wyoming.turn("three", {"conversation_id": "same"})
     await wyoming.turn("four", {"conversation_id": "same"})
-    assert [m["content"] for m in llm_messages(fake_llm) if m["role"] == "user"] == ["three", "four"]
+    assert [said(m) for m in llm_messages(fake_llm) if m["role"] == "user"] == ["three", "four"]
 
 
 async def test_ha_2025_4_sends_text_alone_and_each_turn_is_a_one_off(
@@ -88,7 +89,7 @@ async def test_ha_2025_4_sends_text_alone_and_each_turn_is_a_one_off(
     first = await wyoming.turn("hello there")
     assert first.type == "handled" and first.data == {"text": "Reply to: hello there"}
     await wyoming.turn("and again")
-    assert [m["content"] for m in llm_messages(fake_llm) if m["role"] == "user"] == ["and again"]
+    assert [said(m) for m in llm_messages(fake_llm) if m["role"] == "user"] == ["and again"]
     assert await wyoming.gateway.engine.sessions_live() != []
     assert all(s["device"].startswith("oneoff:") for s in await wyoming.gateway.engine.sessions_live())
 
@@ -98,7 +99,7 @@ async def test_start_over_is_answered_locally(wyoming: Served, fake_llm: FakeLLM
     reset = await wyoming.turn("start over", {"device_id": KITCHEN})
     assert reset.type == "handled" and reset.data["text"]
     await wyoming.turn("what was I saying", {"device_id": KITCHEN})
-    assert [m["content"] for m in llm_messages(fake_llm) if m["role"] == "user"] == ["what was I saying"]
+    assert [said(m) for m in llm_messages(fake_llm) if m["role"] == "user"] == ["what was I saying"]
 
 
 async def test_a_failing_llm_is_a_spoken_not_handled(wyoming: Served, fake_llm: FakeLLM) -> None:
@@ -106,7 +107,7 @@ async def test_a_failing_llm_is_a_spoken_not_handled(wyoming: Served, fake_llm: 
     context = {"conversation_id": "c", "device_id": KITCHEN}
     event = await wyoming.turn("anything", context)
     assert event.type == "not-handled"
-    assert NotHandled.from_event(event).text == SPOKEN_ERRORS["llm_error"]
+    assert NotHandled.from_event(event).text == SPOKEN_ERRORS["en"]["llm_error"]
     assert event.data["context"] == context
 
 
@@ -164,7 +165,7 @@ async def test_streaming_peer_gets_a_whole_not_handled_on_failure(wyoming: Serve
     peer = await wyoming.connect()
     await peer.send("info", {"handle": [{"supports_handled_streaming": True}]})
     event = await peer.ask("transcript", {"text": "count"})
-    assert event.type == "not-handled" and event.data["text"] == SPOKEN_ERRORS["llm_error"]
+    assert event.type == "not-handled" and event.data["text"] == SPOKEN_ERRORS["en"]["llm_error"]
 
 
 async def test_without_the_announcement_no_stream_events(wyoming: Served, fake_llm: FakeLLM) -> None:

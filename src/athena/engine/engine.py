@@ -11,13 +11,16 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any, Protocol
 
 import structlog
 
 from athena.engine.keys import conversation_key, device_key, one_off_key
 from athena.engine.prompt import PromptSettings, build_messages
+from athena.engine.tools import ToolRounds, gave_up
 from athena.llm.base import (
+    ChatMessage,
     Completion,
     LLMBackend,
     LLMContextOverflow,
@@ -32,6 +35,7 @@ from athena.observability import ANSWERS, LOCAL_SECONDS
 from athena.records import Message, MessageMeta, Session
 from athena.sessions.manager import SessionManager, estimate_tokens, trim
 from athena.stores.base import SessionGone, StoreError
+from athena.tools import Toolbox
 from athena.turns import AnswerPath, Failure, LocalAnswer, Reply, Turn
 
 log = structlog.get_logger("athena.engine")
@@ -119,12 +123,20 @@ class Engine:
         handlers: Sequence[LocalHandler] = (),
         prompt: PromptSettings | None = None,
         max_tokens: int | None = None,
+        toolbox: Toolbox | None = None,
+        tool_rounds: int = 5,
+        answer_deadline: float = 30.0,
+        area_of: Callable[[Turn], str | None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.llm = llm
         self.handlers = list(handlers)
         self.prompt = prompt or PromptSettings()
         self.max_tokens = max_tokens  # the answer cap when a turn sets none (ATHENA_LLM_MAX_TOKENS)
+        self.toolbox = toolbox  # Athena's own tools (MCP), for the turns it owns
+        self.tool_rounds = tool_rounds  # ATHENA_TOOL_ROUNDS: model calls with tools, at most, per turn
+        self.answer_deadline = answer_deadline  # seconds: no new tool round after this
+        self.area_of = area_of  # the device's room from HA's registry, when the caller did not say
         self.clock: Callable[[], float] = sessions.clock
 
     # -- turns ----------------------------------------------------------------------------------------
@@ -232,6 +244,8 @@ class TurnRun:
         self.reply: Reply | None = None
         self._history: list[Message] = []
         self._started = time.perf_counter()
+        self._completion = Completion("")  # how the model's last call ended
+        self._round_start = 0  # where the current call's deltas begin in the answer's parts
 
     @property
     def session_id(self) -> str:
@@ -251,6 +265,8 @@ class TurnRun:
                     continue_conversation=wants_follow_up(reset),
                 )
                 return
+            if turn.area is None and engine.area_of is not None and (area := engine.area_of(turn)):
+                self.turn = turn = replace(turn, area=area)  # the model is told where the user is
             if turn.prior:
                 await self._save(turn.prior, step="prior")
             self._history = await engine.sessions.history(self.session)
@@ -267,29 +283,46 @@ class TurnRun:
                 yield self.reply.speech
             return
         engine, turn = self.engine, self.turn
-        options = self._options()
+        tools = await self._tools()
+        options = self._options(tools)
         history = self._fitting(self._history, options)
         parts: list[str] = []
         try:
             for attempt in (1, 2):
                 messages = build_messages(engine.prompt, turn, history)
                 try:
-                    # No deadline here: each backend enforces its own, so a fallback gets a full one.
-                    async with aclosing(engine.llm.stream(messages, **options)) as stream:
-                        async for delta in stream:
-                            parts.append(delta)
+                    async with aclosing(self._ask(messages, options, parts)) as asked:
+                        async for delta in asked:
                             yield delta
                     break
-                except LLMContextOverflow:
+                except LLMContextOverflow as exc:
                     if parts or attempt == 2 or not history:
                         raise
-                    history = self._shorter(history, options)
+                    history = self._shorter(history, options, messages, exc)
                     log.info("turn.context_overflow", session_id=self.session_id, history_kept=len(history))
-            completion = stream.completion or Completion("".join(parts))
-            text = completion.text.strip()
-            if not text and not completion.tool_calls:
+            completion = self._completion
+            while tools is not None and completion.tool_calls:
+                if tools.rounds >= engine.tool_rounds or self._late():
+                    log.warning("turn.tools_gave_up", session_id=self.session_id, rounds=tools.rounds)
+                    apology = gave_up(turn.language)
+                    yield apology
+                    parts.append(apology)
+                    completion = Completion(apology, "tool_rounds")
+                    break
+                said = "".join(parts[self._round_start:]).strip()
+                messages += await tools.run(completion.tool_calls, said, engine.clock())
+                if parts and not parts[-1][-1:].isspace():  # so the next call's words do not run on
+                    parts.append(" ")
+                    yield " "
+                async with aclosing(self._ask(messages, options, parts)) as asked:
+                    async for delta in asked:
+                        yield delta
+                completion = self._completion
+            heard = "".join(parts).strip()
+            if not heard and not completion.tool_calls:
                 raise LLMError("empty answer")
-            self.reply = await self._finish(text, completion=completion)
+            final = "".join(parts[self._round_start:]).strip()  # earlier calls' words are kept with them
+            self.reply = await self._finish(final, completion=completion, tools=tools, heard=heard)
         except Exception as exc:
             if parts and isinstance(exc, StoreError):  # the answer was heard; only keeping it failed
                 log.warning("turn.save_failed", session_id=self.session_id, error=str(exc))
@@ -297,14 +330,42 @@ class TurnRun:
             else:
                 self.reply = engine.failed(turn, self.session, exc, self._started)
 
+    async def _ask(
+        self, messages: Sequence[ChatMessage], options: Mapping[str, Any], parts: list[str]
+    ) -> AsyncGenerator[str, None]:
+        """One call of the model: its deltas (also added to `parts`); then `_completion` is how it ended."""
+        self._round_start = len(parts)
+        # No deadline here: each backend enforces its own, so a fallback gets a full one.
+        async with aclosing(self.engine.llm.stream(messages, **options)) as stream:
+            async for delta in stream:
+                parts.append(delta)
+                yield delta
+        self._completion = stream.completion or Completion("".join(parts[self._round_start:]))
+
+    async def _tools(self) -> ToolRounds | None:
+        """Athena's tools for this turn: none when the caller brought its own (they are the caller's to run),
+        and none when no tool server answers."""
+        engine, turn = self.engine, self.turn
+        if engine.toolbox is None or turn.tools or self.session is None:
+            return None
+        offered = {tool.name: tool for tool in await engine.toolbox.tools()}
+        if not offered:
+            return None
+        return ToolRounds(engine.toolbox, offered, self.session.device, turn.area, turn.language)
+
+    def _late(self) -> bool:
+        return time.perf_counter() - self._started > self.engine.answer_deadline
+
     # -- what the model is sent -----------------------------------------------------------------------
-    def _options(self) -> dict[str, Any]:
-        """The turn's own options; the answer cap unless the caller set one; the caller's tools."""
+    def _options(self, tools: ToolRounds | None) -> dict[str, Any]:
+        """The turn's options; the answer cap unless the caller set one; the caller's tools, or Athena's."""
         options = dict(self.turn.llm_options)
         if self.engine.max_tokens and not {"max_tokens", "max_completion_tokens"} & options.keys():
             options["max_tokens"] = self.engine.max_tokens
         if self.turn.tools:
             options["tools"] = list(self.turn.tools)
+        elif tools is not None:
+            options["tools"] = tools.specs()
         return options
 
     def _fitting(self, history: list[Message], options: Mapping[str, Any]) -> list[Message]:
@@ -318,9 +379,21 @@ class TurnRun:
         fixed += int(options.get("max_tokens") or options.get("max_completion_tokens") or 0)
         return trim(history, window - window // 10 - fixed)
 
-    def _shorter(self, history: list[Message], options: Mapping[str, Any]) -> list[Message]:
-        """After the model refused the prompt as too long: half as much history (or what fits the window the
-        error named, when that is less)."""
+    def _shorter(
+        self,
+        history: list[Message],
+        options: Mapping[str, Any],
+        refused: Sequence[ChatMessage],
+        exc: LLMContextOverflow,
+    ) -> list[Message]:
+        """After the model refused the prompt as too long: what fits the window the error named — or, when it
+        named none, a window somewhat smaller than the refused prompt (kept for later turns too) — and at most
+        half the history."""
+        llm = self.engine.llm
+        if exc.context_tokens is None:
+            asked = estimate_tokens(list(refused)) + int(options.get("max_tokens") or 0)
+            if not llm.context_tokens or llm.context_tokens > asked:
+                llm.learn_context(asked * 3 // 4)
         return trim(self._fitting(history, options), estimate_tokens(history) // 2)
 
     # -- steps ----------------------------------------------------------------------------------------
@@ -356,8 +429,16 @@ class TurnRun:
             log.info("turn.session_gone", device=self.session.device, session_id=self.session.id, step=step)
 
     async def _finish(
-        self, text: str, *, local: LocalAnswer | None = None, completion: Completion | None = None
+        self,
+        text: str,
+        *,
+        local: LocalAnswer | None = None,
+        completion: Completion | None = None,
+        tools: ToolRounds | None = None,
+        heard: str | None = None,
     ) -> Reply:
+        """Save the turn (`text`: the answer as kept) and build its Reply (`heard`: all that was said, when
+        tool rounds spoke before the answer)."""
         engine, turn, session = self.engine, self.turn, self.session
         assert session is not None
         path: AnswerPath = "local" if local is not None else "llm"
@@ -373,18 +454,22 @@ class TurnRun:
             meta = MessageMeta(
                 device=session.device, path=path, latency_ms=latency, backend=engine.llm.name,
                 model=engine.llm.model, finish_reason=completion.finish_reason,
-                tool_calls=completion.tool_calls,
+                tool_calls=completion.tool_calls, intent=tools.memory if tools is not None else None,
             )
         said = list(turn.tool_results) or [Message("user", turn.text, now, MessageMeta(session.device))]
-        await self._save([*said, Message("assistant", text, now, meta)], step="save")
+        rounds = tools.records if tools is not None else []
+        await self._save([*said, *rounds, Message("assistant", text, now, meta)], step="save")
+        acted = tools is not None and bool(tools.success)
         return Reply(
-            speech=text,
+            speech=heard or text,
             session_id=session.id,
-            response_type=local.response_type if local is not None else "query_answer",
+            response_type=(
+                local.response_type if local is not None else "action_done" if acted else "query_answer"
+            ),
             path=path,
-            success=local.success if local is not None else (),
-            failed=local.failed if local is not None else (),
-            continue_conversation=wants_follow_up(text),
+            success=local.success if local is not None else tuple(tools.success) if tools else (),
+            failed=local.failed if local is not None else tuple(tools.failed) if tools else (),
+            continue_conversation=wants_follow_up(heard or text),
             finish_reason=completion.finish_reason if completion is not None else None,
             usage=completion.usage if completion is not None else None,
             tool_calls=completion.tool_calls if completion is not None else (),
@@ -393,3 +478,4 @@ class TurnRun:
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
+

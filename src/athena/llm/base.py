@@ -105,6 +105,9 @@ class LLMBackend(Protocol):
     def context_tokens(self) -> int | None:
         """The model's context window in tokens, when configured or learnt from the server; else None."""
 
+    def learn_context(self, tokens: int) -> None:
+        """Keep a window the server told (or showed, by refusing a prompt of about that size)."""
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def chat(self, messages: Sequence[ChatMessage], **options: Any) -> str:

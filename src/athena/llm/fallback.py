@@ -44,6 +44,10 @@ class FallbackBackend:
         known = [t for t in (self.primary.context_tokens, self.fallback.context_tokens) if t]
         return min(known) if known else None
 
+    def learn_context(self, tokens: int) -> None:
+        self.primary.learn_context(tokens)
+        self.fallback.learn_context(tokens)
+
     async def open(self) -> None:
         await self.primary.open()
         await self.fallback.open()

@@ -19,6 +19,7 @@ from athena.llm.base import (
     Completion,
     LLMContextOverflow,
     LLMError,
+    LLMTimeout,
     RelayChunk,
     Relayed,
     RelayStream,
@@ -146,7 +147,15 @@ class OpenAIBackend(HTTPBackend):
                     f"expected an event stream from the LLM, got {resp.content_type}: {raw[:80]!r}"
                 )
             while True:
-                lines = await reader.next()
+                try:
+                    lines = await reader.next()
+                except LLMError as exc:
+                    if seen or isinstance(exc, LLMTimeout | LLMContextOverflow):
+                        raise
+                    # llama-cpp-python ends the stream of a prompt too long for its window, at once and
+                    # without a word, sometimes by dropping the connection: one retry with less history helps.
+                    message = f"{exc} (before the first event: a prompt too long?)"
+                    raise LLMContextOverflow(message, 200) from exc
                 if not lines:
                     clean = True
                     break
