@@ -43,6 +43,7 @@ async def summary(request: Request) -> Response:
             "store": {"kind": gw.store_kind, **result["store"]},
             "llm": {"api": llm.name, "model": llm.model, **result["llm"]},
             "local_path": gw.local.status(),
+            "tools": gw.toolbox.status() if gw.toolbox is not None else {"enabled": False},
         },
         200 if ok else 503,
     )
