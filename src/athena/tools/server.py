@@ -398,6 +398,8 @@ class HomeAssistantTools(ToolServer):
     def is_home(self, tool: mcp_types.Tool) -> bool:
         """An intent tool whose targets are HA's names, areas and floors (the engine may add the device's
         area when a call names none)."""
+        if not names.home_assistant(tool.name).startswith("Hass"):
+            return False  # GetLiveContext takes a name too (2026.x), but as a filter
         properties = tool.input_schema.get("properties")
         return isinstance(properties, dict) and bool({"name", "area", "floor"} & properties.keys())
 
