@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import ssl
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,31 @@ MAX_PAGES = 20  # of tools/list
 DEBOUNCE = 1.0  # refresh requests in a burst (HA loading components, a rename) make one refresh
 CLIENT_INFO = Implementation(name="athena", version=__version__)
 HOME_ASSISTANT = "home_assistant"  # the server name of HA's own tools
+
+
+_ssl: ssl.SSLContext | None = None
+
+
+def ssl_context() -> ssl.SSLContext:
+    """One TLS context for every connection: building one reads the CA bundle (tens of ms each time)."""
+    global _ssl
+    if _ssl is None:
+        _ssl = httpx2.create_ssl_context()
+    return _ssl
+
+
+def http_client(
+    headers: dict[str, str] | None = None,
+    timeout: httpx2.Timeout | None = None,
+    auth: httpx2.Auth | None = None,
+) -> httpx2.AsyncClient:
+    """An HTTP client for one connection (the SDK's client factory's shape, also given to its SSE client)."""
+    return httpx2.AsyncClient(
+        headers=headers,
+        timeout=timeout or httpx2.Timeout(CONNECT_TIMEOUT, read=300.0),
+        auth=auth,
+        verify=ssl_context(),
+    )
 
 
 class ServerDown(Exception):
@@ -119,6 +145,7 @@ class ToolServer:
         self.version = 0  # changes whenever the listing or the state does
         self.endpoint: Endpoint | None = None
         self._client: Client | None = None
+        self._conn_http: httpx2.AsyncClient | None = None
         self._wake = asyncio.Event()
         self._want_refresh = False
         self._want_check = False
@@ -164,6 +191,7 @@ class ToolServer:
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
         if self._task is None:
+            await asyncio.to_thread(ssl_context)  # off the event loop, once per process
             self._task = asyncio.create_task(self._run(), name=f"mcp-{self.name}")
 
     async def wait_attempted(self, seconds: float) -> None:
@@ -231,13 +259,23 @@ class ToolServer:
             self._wake.set()
 
     # -- the owner task ------------------------------------------------------------------------------
-    async def _endpoint(self, http: httpx2.AsyncClient) -> Endpoint:
+    async def _endpoint(self, stack: contextlib.AsyncExitStack) -> Endpoint:
         return Endpoint(self.url, self.transport, "legacy" if self.transport == "sse" else "auto")
 
-    def _open_transport(self, endpoint: Endpoint, http: httpx2.AsyncClient) -> Transport:
+    async def _open_transport(self, endpoint: Endpoint, stack: contextlib.AsyncExitStack) -> Transport:
         if endpoint.transport == "sse":
-            return sse_client(endpoint.url, headers=self._headers, timeout=self._connect_timeout)
-        return streamable_http_client(endpoint.url, http_client=http)
+            return sse_client(
+                endpoint.url, headers=self._headers, timeout=self._connect_timeout,
+                httpx_client_factory=http_client,
+            )
+        return streamable_http_client(endpoint.url, http_client=await self._http(stack))
+
+    async def _http(self, stack: contextlib.AsyncExitStack) -> httpx2.AsyncClient:
+        """This connection's HTTP client (one per connection: the probes and the transport share it)."""
+        if self._conn_http is None:
+            timeout = httpx2.Timeout(self._connect_timeout, read=300.0)
+            self._conn_http = await stack.enter_async_context(http_client(self._headers, timeout))
+        return self._conn_http
 
     async def _run(self) -> None:
         low, high = self._backoff
@@ -245,17 +283,13 @@ class ToolServer:
         while not self._closing:
             pause = low
             try:
+                self._conn_http = None
                 async with contextlib.AsyncExitStack() as stack:
-                    http = await stack.enter_async_context(
-                        httpx2.AsyncClient(
-                            headers=self._headers, timeout=httpx2.Timeout(self._connect_timeout, read=300.0)
-                        )
-                    )
                     async with asyncio.timeout(self._connect_timeout):
-                        endpoint = await self._endpoint(http)
+                        endpoint = await self._endpoint(stack)
                         client = await stack.enter_async_context(
                             Client(
-                                self._open_transport(endpoint, http),
+                                await self._open_transport(endpoint, stack),
                                 mode=endpoint.mode,
                                 cache=None,  # the list is ours to cache and refresh
                                 client_info=CLIENT_INFO,
@@ -281,7 +315,7 @@ class ToolServer:
                 self._set("down", self._lost or reason(exc))
                 pause, delay = delay, min(high, delay * 2)
             finally:
-                self._client = None
+                self._client = self._conn_http = None
                 self._attempted.set()
             if not self._closing:
                 await self._sleep(pause * (0.8 + 0.4 * random.random()))
@@ -415,7 +449,8 @@ class HomeAssistantTools(ToolServer):
         bare = remote[1:] if remote.startswith("_") and remote[1:2].isdigit() else remote
         return (f"script__{bare}",) if bare in scripts else ()
 
-    async def _endpoint(self, http: httpx2.AsyncClient) -> Endpoint:
+    async def _endpoint(self, stack: contextlib.AsyncExitStack) -> Endpoint:
+        http = await self._http(stack)
         order = list(self._endpoints)
         if self.endpoint is not None:  # the one that worked last time first
             last = next((e for e in order if self.url + e[0] == self.endpoint.url), None)
