@@ -207,3 +207,17 @@ async def test_without_tool_servers_there_is_no_toolbox(tmp_path: Path, fake_llm
     async with serve(make_settings(tmp_path, llm_url=fake_llm.url + "/v1")) as gw:
         assert gw.core.toolbox is None
         assert (await gw.client.get("/health")).json()["tools"] == {"enabled": False}
+
+
+async def test_a_dropped_sse_stream_is_noticed_without_a_call() -> None:
+    """HA 2025.x restarting drops its SSE stream: the tools go before any turn trips over them."""
+    with MCPTestServer("sse") as mcp:
+        server = server_for(mcp, backoff=(0.05, 0.2))
+        async with toolbox(server) as box:
+            assert server.up
+            mcp.stop()
+            assert await wait_for(lambda: not server.up, 10)
+            assert await box.tools() == ()
+            mcp.start()
+            assert await wait_for(lambda: server.up, 15), box.status()
+            assert "tools__echo" in await offered(box)

@@ -51,6 +51,7 @@ CLIENT_INFO = Implementation(name="athena", version=__version__)
 HOME_ASSISTANT = "home_assistant"  # the server name of HA's own tools
 
 
+_TRANSPORT_ERRORS = (httpx2.HTTPError, OSError, anyio.ClosedResourceError, anyio.BrokenResourceError)
 _ssl: ssl.SSLContext | None = None
 
 
@@ -243,7 +244,7 @@ class ToolServer:
                 self._connection_lost(reason(exc))
                 raise ServerDown(reason(exc)) from exc
             raise
-        except (httpx2.HTTPError, OSError, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+        except _TRANSPORT_ERRORS as exc:
             self._connection_lost(reason(exc))
             raise ServerDown(reason(exc)) from exc
 
@@ -312,7 +313,10 @@ class ToolServer:
             except Exception as exc:  # the owner never dies: a server down must not fail a turn
                 if self._closing:
                     break
-                self._set("down", self._lost or reason(exc))
+                why = reason(exc)
+                if isinstance(exc, TimeoutError):
+                    why = f"no answer within {self._connect_timeout:g} s"
+                self._set("down", self._lost or why)
                 pause, delay = delay, min(high, delay * 2)
             finally:
                 self._client = self._conn_http = None
@@ -369,6 +373,10 @@ class ToolServer:
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, ToolListChangedNotification):
             self.refresh_soon(0.0)
+        elif isinstance(message, _TRANSPORT_ERRORS):  # the SSE stream broke (the server restarted, say)
+            self._connection_lost(reason(message))
+        elif isinstance(message, Exception):
+            log.debug("tools.server.message_error", server=self.name, error=reason(message))
 
     def _set(self, state: State, error: str | None) -> None:
         previous = self.state
