@@ -12,10 +12,10 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import ValidationError
-
 from athena import __version__
-from athena.config import Settings
+from athena.config import BadSetting, Settings, unknown_variables
+from athena.config import load_settings as config_load_settings
+from athena.records import InvalidDeviceId, validate_device_id
 
 EXIT_BAD_SETTINGS = 2
 
@@ -25,15 +25,12 @@ class CliError(Exception):
 
 
 def load_settings() -> Settings:
+    """The settings, or exit 2 with one line naming the bad one; unknown ATHENA_* variables are warnings."""
+    for warning in unknown_variables(os.environ):
+        print(f"athena: warning: {warning}", file=sys.stderr)
     try:
-        return Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = "_".join(str(p) for p in first.get("loc", ()))
-        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise SystemExit(_bad(f"ATHENA_{loc.upper()}: {message}{more}" if loc else message + more)) from None
-    except (ValueError, OSError) as exc:  # e.g. an unreadable or malformed ATHENA_CONFIG_FILE
+        return config_load_settings()
+    except BadSetting as exc:
         raise SystemExit(_bad(str(exc))) from None
 
 
@@ -239,6 +236,14 @@ def sessions(args: argparse.Namespace) -> int:
         client.close()
 
 
+def _device_arg(value: str) -> str:
+    """A device id checked before anything is sent: a bad one would fail every turn with a 422."""
+    try:
+        return validate_device_id(value)
+    except InvalidDeviceId as exc:
+        raise argparse.ArgumentTypeError(f"{value!r}: {exc}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="athena", description="Conversation gateway for Home Assistant voice."
@@ -256,7 +261,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--token", help="API token (default ATHENA_API_TOKEN, else <data_dir>/api_token)")
 
     p = sub.add_parser("chat", help="talk to a running gateway as one device")
-    p.add_argument("--device", default="terminal", help="device id whose session to use (default: terminal)")
+    p.add_argument(
+        "--device", default="terminal", type=_device_arg,
+        help="device id whose session to use (default: terminal): 1-128 of A-Z a-z 0-9 . _ : @ / -",
+    )
     p.add_argument("--name", help="device name the LLM is told (default: the device id)")
     p.add_argument("--area", help="area the device is in, e.g. Office")
     client_args(p)
@@ -267,7 +275,7 @@ def _parser() -> argparse.ArgumentParser:
     client_args(actions.add_parser("list", help="every live session"))
     for action, text in (("show", "one device's session and history"), ("clear", "end one device's session")):
         a = actions.add_parser(action, help=text)
-        a.add_argument("device")
+        a.add_argument("device", type=_device_arg)
         client_args(a)
     p.set_defaults(func=sessions)
     return parser

@@ -1,36 +1,44 @@
 """Settings, read once at start from ATHENA_* environment variables or a TOML file.
 
-Invalid values fail at start with pydantic's message, naming the variable, rather than on the first turn.
+Nothing is wrong silently: a bad value, an unknown key in the file or in ATHENA_DEVICES, a missing or
+malformed file all stop the start with one line naming the setting (`load_settings`); an ATHENA_* variable
+that is no setting is a warning naming the nearest known one (`unknown_variables`).
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
+import tomllib
+from collections.abc import Mapping
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     PositiveFloat,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
+    SettingsError,
 )
 
-STORE_SCHEMES = ("sqlite", "redis", "rediss", "memory")
+STORE_SCHEMES = ("sqlite", "redis", "rediss", "redis+cluster", "rediss+cluster", "memory")
 
 
 def wyoming_address(value: str, default_host: str) -> tuple[str, int]:
@@ -62,7 +70,9 @@ def wyoming_networks(value: str) -> tuple[IPv4Network | IPv6Network, ...]:
 
 
 class DevicePolicy(BaseModel):
-    """Per-device overrides; unset fields fall back to the global values."""
+    """Per-device overrides; unset fields fall back to the global values. A misspelt key is an error."""
+
+    model_config = ConfigDict(extra="forbid")
 
     timeout: PositiveFloat | None = None
     max_age: PositiveFloat | None = None
@@ -76,7 +86,7 @@ def glob_list(value: Any) -> Any:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            return orjson.loads(text)
+            return json.loads(text)
         return [item.strip() for item in text.split(",") if item.strip()]
     return value
 
@@ -101,9 +111,7 @@ class MCPServerSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{v!r} is not an http(s) URL, e.g. http://127.0.0.1:8000/mcp")
+        check_http_url(v)
         return v
 
     @field_validator("name")
@@ -151,6 +159,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     api_token: SecretStr | None = None
     max_body_bytes: int = Field(65_536, ge=1024)
+    # POST /v1/chat/completions: HA's llama_cpp/litellm send the whole chat log, the exposed-entity overview
+    # and every tool schema each turn (measured with HA 2026.11's own code: 43 KB for 50 entities and 20
+    # turns, 66 KB for 100, 171 KB for 200 entities and 40 turns; bench/ha_request_body.py).
+    max_body_bytes_openai: int = Field(1_048_576, ge=1024)
     max_text_chars: int = Field(2_000, ge=1)
 
     # LLM backend.
@@ -211,7 +223,17 @@ class Settings(BaseSettings):
     @classmethod
     def _known_scheme(cls, v: str) -> str:
         if v and v.split(":", 1)[0] not in STORE_SCHEMES:
-            raise ValueError(f"unknown store scheme in {v!r}; use sqlite:///path, redis://host:port/db or memory://")
+            raise ValueError(
+                f"unknown store scheme in {v!r}; use sqlite:///path, redis://host:port/db, "
+                "redis+cluster://host:port or memory://"
+            )
+        return v
+
+    @field_validator("llm_url", "llm_fallback_url", "ha_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_http_url(v)
         return v
 
     @field_validator("wyoming_port")
@@ -284,5 +306,135 @@ class Settings(BaseSettings):
         # Environment wins over the file named by ATHENA_CONFIG_FILE (TOML, same names without the prefix).
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if path := os.environ.get("ATHENA_CONFIG_FILE"):
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            sources.append(InitSettingsSource(settings_cls, read_config_file(path)))
         return tuple(sources)
+
+
+# -- loading, strictly -------------------------------------------------------------------------------------
+CONFIG_FILE_VARIABLE = "ATHENA_CONFIG_FILE"
+# ATHENA_* variables that are not settings: the config file's name, the CLI client's gateway URL, and those
+# the tests, benchmarks and scripts read. Anything else with the prefix that is no setting is a warning.
+NOT_SETTINGS = frozenset(
+    {
+        CONFIG_FILE_VARIABLE,
+        "ATHENA_URL",
+        "ATHENA_PYTHON",
+        "ATHENA_HA_VENV",
+        "ATHENA_HA_CHROOT",
+        "ATHENA_LLAMA_VENV",
+    }
+)
+NOT_SETTINGS_PREFIXES = ("ATHENA_TEST_", "ATHENA_BENCH_")
+
+
+class BadSetting(ValueError):
+    """A setting that stops the start; the message is one line naming it."""
+
+
+def check_http_url(value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise ValueError(f"{value!r} is not an http:// or https:// URL with a host")
+
+
+def setting_names() -> list[str]:
+    return list(Settings.model_fields)
+
+
+def _nearest(name: str, known: list[str]) -> str:
+    match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {match[0]}?)" if match else ""
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The TOML file's settings; BadSetting names the file (and the line and column of a syntax error)."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise BadSetting(f"{CONFIG_FILE_VARIABLE}: {path} does not exist") from None
+    except IsADirectoryError:
+        raise BadSetting(f"{CONFIG_FILE_VARIABLE}: {path} is a directory, not a TOML file") from None
+    except OSError as exc:
+        raise BadSetting(f"{CONFIG_FILE_VARIABLE}: cannot read {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BadSetting(f"{path}: not valid TOML: {exc}") from None
+    known = setting_names()
+    for key in data:
+        if key.lower() not in known:
+            bare = key.lower().removeprefix("athena_")
+            if bare in known:
+                hint = f" (write {bare}, without the ATHENA_ prefix)"
+            else:
+                hint = _nearest(key.lower(), known)
+            raise BadSetting(f"{path}: unknown setting {key!r}{hint}")
+    return data
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ATHENA_* variable that is no setting, naming the nearest known name."""
+    settings = [f"ATHENA_{n.upper()}" for n in setting_names()]
+    known = set(settings) | NOT_SETTINGS
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith("ATHENA_") or upper in known or upper.startswith(NOT_SETTINGS_PREFIXES):
+            continue
+        warnings.append(f"{name} is not an Athena setting and is ignored{_nearest(upper, settings)}")
+    return warnings
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the environment (default os.environ) and the config file; BadSetting if any is wrong."""
+    environ = os.environ if environ is None else environ
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise BadSetting(describe_errors(exc, environ)) from None
+    except SettingsError as exc:  # a complex value (ATHENA_DEVICES) that is not JSON
+        raise BadSetting(_describe_source_error(exc)) from None
+
+
+def _where(field: str, environ: Mapping[str, str]) -> str:
+    """The variable a field's value came from: the environment wins over the file."""
+    variable = f"ATHENA_{field.upper()}"
+    if any(k.upper() == variable for k in environ):
+        return variable
+    path = environ.get(CONFIG_FILE_VARIABLE)
+    if path:
+        try:
+            in_file = any(k.lower() == field for k in read_config_file(path))
+        except BadSetting:
+            in_file = False
+        if in_file:
+            return f"{field} in {path}"
+    return variable
+
+
+def describe_errors(exc: ValidationError, environ: Mapping[str, str]) -> str:
+    """pydantic's first error as one line naming the setting (and how many more there are)."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ())]
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    if first.get("type") == "extra_forbidden" and len(loc) >= 3 and loc[0] == "devices":
+        allowed = list(DevicePolicy.model_fields)
+        message = f"device {loc[1]!r} has no setting {loc[-1]!r}{_nearest(loc[-1], allowed)}"
+        message += f"; known: {', '.join(allowed)}"
+        loc = loc[:1]
+    elif len(loc) > 1:
+        message = f"{'.'.join(loc[1:])}: {message}"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{_where(loc[0], environ)}: {message}{more}" if loc else message + more
+
+
+_SOURCE_ERROR = re.compile(r'field "(?P<field>[^"]+)" from source "(?P<source>[^"]+)"')
+
+
+def _describe_source_error(exc: SettingsError) -> str:
+    found = _SOURCE_ERROR.search(str(exc))
+    name = f"ATHENA_{found['field'].upper()}" if found else "a setting"
+    cause = exc.__cause__
+    if isinstance(cause, json.JSONDecodeError):
+        return f"{name}: not valid JSON at line {cause.lineno}, column {cause.colno}: {cause.msg}"
+    return f"{name}: {cause or exc}"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -21,10 +22,20 @@ from athena import __version__
 from athena.config import Settings
 from athena.engine import Engine, PromptSettings
 from athena.homeassistant import HAClient
-from athena.llm import FallbackBackend, LLMBackend, LLMError, Timeouts, make_backend
+from athena.llm import (
+    FallbackBackend,
+    LLMBackend,
+    LLMError,
+    LLMHTTPError,
+    LLMModelMissing,
+    LLMTimeout,
+    LLMWrongEndpoint,
+    Timeouts,
+    make_backend,
+)
 from athena.local import LocalPath
 from athena.sessions.manager import DeviceRule, SessionManager, SessionPolicy
-from athena.stores import StoreError, create_store, store_kind
+from athena.stores import StoreDegraded, StoreError, create_store, store_kind
 from athena.tools import HA_POLICY, HOME_ASSISTANT, HomeAssistantTools, MCPToolbox, ToolPolicy, ToolServer
 from athena.turns import Turn
 
@@ -197,6 +208,7 @@ class Gateway:
         self.toolbox: MCPToolbox | None = None  # the LLM's tools (MCP servers), when any are configured
         self._stack = contextlib.AsyncExitStack()
         self.probe: Probe | None = None  # readiness, set by start()
+        self.llm_parts: dict[str, LLMBackend] = {}  # "llm" (the primary) and "llm_fallback", probed apart
 
     @property
     def engine(self) -> Engine:
@@ -244,7 +256,8 @@ class Gateway:
             max_tokens=settings.llm_max_tokens or None, tool_rounds=settings.tool_rounds,
             answer_deadline=settings.answer_deadline, area_of=_area_of(ha), toolbox=self.toolbox,
         )
-        self.probe = Probe(sessions.ping, llm.ping)
+        self.llm_parts = llm_parts(llm)
+        self.probe = Probe({"store": sessions.ping, **{name: b.ping for name, b in self.llm_parts.items()}})
         log.info(
             "athena.started",
             version=__version__,
@@ -283,11 +296,47 @@ class Gateway:
             "llm": {"api": llm.name, "model": llm.model},
         }
 
-    async def readiness(self) -> dict[str, dict[str, Any]]:
-        """{"store": {"ok", "ms" | "error"}, "llm": {...}}, probed at most every PROBE_TTL seconds."""
+    async def readiness(self) -> Readiness:
+        """The store and each LLM backend, probed apart and at once, at most every PROBE_TTL seconds."""
         if self.probe is None:
             raise RuntimeError("the gateway is not started")
-        return await self.probe.check()
+        return Readiness(await self.probe.check())
+
+
+def llm_parts(llm: LLMBackend) -> dict[str, LLMBackend]:
+    """The backends a turn may use, by the name readiness reports them under."""
+    if isinstance(llm, FallbackBackend):
+        return {"llm": llm.primary, "llm_fallback": llm.fallback}
+    return {"llm": llm}
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Each check's result: {"ok": True, "ms"} (with "degraded" when it answers only in part) or
+    {"ok": False, "error", "problem"}.
+
+    Ready while the store answers and any LLM backend can answer (a fallback that answers every turn keeps
+    the gateway ready); the checks that failed meanwhile are `degraded`.
+    """
+
+    checks: Mapping[str, dict[str, Any]]
+
+    @property
+    def ready(self) -> bool:
+        llms = [r for name, r in self.checks.items() if name.startswith("llm")]
+        return self.checks["store"]["ok"] and any(r["ok"] for r in llms)
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """What failed, and what answers only in part (a Redis Cluster with a node down)."""
+        return {
+            name: r.get("error") or r["degraded"]
+            for name, r in self.checks.items()
+            if not r["ok"] or r.get("degraded")
+        }
+
+    def reason(self) -> str:
+        return "; ".join(f"{name}: {error}" for name, error in self.failed.items())
 
 
 async def _open(box: MCPToolbox | None) -> None:
@@ -296,15 +345,10 @@ async def _open(box: MCPToolbox | None) -> None:
 
 
 class Probe:
-    """Cached readiness of the store and the LLM; concurrent callers share one probe."""
+    """Cached readiness of the store and the LLM backends; concurrent callers share one probe."""
 
-    def __init__(
-        self,
-        store: Callable[[], Awaitable[None]],
-        llm: Callable[[], Awaitable[None]],
-        ttl: float = PROBE_TTL,
-    ) -> None:
-        self._pings = {"store": store, "llm": llm}
+    def __init__(self, pings: Mapping[str, Callable[[], Awaitable[None]]], ttl: float = PROBE_TTL) -> None:
+        self._pings = dict(pings)
         self.ttl = ttl
         self._at = -ttl
         self._result: dict[str, dict[str, Any]] = {}
@@ -326,7 +370,23 @@ async def _one(ping: Callable[[], Awaitable[None]]) -> dict[str, Any]:
         async with asyncio.timeout(PROBE_TIMEOUT):
             await ping()
     except TimeoutError:
-        return {"ok": False, "error": f"no answer within {PROBE_TIMEOUT:g}s"}
+        return {"ok": False, "error": f"no answer within {PROBE_TIMEOUT:g}s", "problem": "timeout"}
+    except StoreDegraded as exc:  # serves some devices: ready, and says which part is missing
+        return {"ok": True, "degraded": str(exc), "ms": round((time.perf_counter() - started) * 1000, 1)}
     except Exception as exc:  # any failure means "not ready"; the reason goes to the caller
-        return {"ok": False, "error": str(exc) or type(exc).__name__}
+        return {"ok": False, "error": str(exc) or type(exc).__name__, "problem": problem(exc)}
     return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+def problem(exc: BaseException) -> str:
+    """What an operator must look at, as a stable word: model_missing, wrong_endpoint, auth, timeout,
+    unavailable (unreachable or failing)."""
+    if isinstance(exc, LLMModelMissing):
+        return "model_missing"
+    if isinstance(exc, LLMWrongEndpoint):
+        return "wrong_endpoint"
+    if isinstance(exc, LLMHTTPError) and exc.status in (401, 403):
+        return "auth"
+    if isinstance(exc, LLMTimeout):
+        return "timeout"
+    return "unavailable"

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import get_args
 
 import structlog
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+from athena.turns import Failure
+
+# prometheus_client adds a `<name>_created` series (a start timestamp) to every counter and histogram:
+# twice the series for nothing Prometheus uses (it detects resets itself), so off.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Sessions.
 SESSIONS_ACTIVE = Gauge("athena_sessions_active", "Sessions alive at the last sweep or change")
@@ -26,7 +33,15 @@ REQUEST_SECONDS = Histogram(
 WYOMING_CONNECTIONS = Counter(
     "athena_wyoming_connections_total", "Wyoming connections, by how they ended", ["outcome"]
 )  # closed|refused|busy|bad_input|timeout|peer_gone|error
+REQUESTS_IN_FLIGHT = Gauge("athena_http_requests_in_flight", "HTTP requests being served (streams included)")
 ANSWERS = Counter("athena_answers_total", "Turns answered, by path", ["path"])  # llm|local|reset|error
+# Why answers failed (turns and relayed requests): llm_timeout | llm_error | llm_model_missing |
+# llm_misconfigured | store | internal. Every reason is exported from the start, at 0.
+FAILURES = Counter(
+    "athena_turn_failures_total", "Turns and relayed requests that failed, by reason", ["reason"]
+)
+for _reason in get_args(Failure):
+    FAILURES.labels(reason=_reason)
 LLM_SECONDS = Histogram(
     "athena_llm_duration_seconds",
     "LLM answer time",
@@ -39,6 +54,12 @@ LLM_FIRST_TOKEN_SECONDS = Histogram(
     ["backend"],
     buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15),
 )
+# kind: timeout | unreachable | model_missing | wrong_endpoint | http | protocol (probes are not counted)
+LLM_ERRORS = Counter(
+    "athena_llm_errors_total", "Failed LLM answer requests, by backend and kind", ["backend", "kind"]
+)
+# backend: the primary whose failure (before any text) sent the request to the fallback.
+LLM_FALLBACKS = Counter("athena_llm_fallbacks_total", "Requests the fallback backend took over", ["backend"])
 LOCAL_SECONDS = Histogram(
     "athena_local_intent_duration_seconds",
     "Local intent turn time (recognition plus Home Assistant's execution)",

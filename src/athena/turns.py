@@ -13,7 +13,10 @@ from athena.records import IntentMemory, Message, ToolCall
 ResponseType = Literal["action_done", "query_answer", "error"]
 ErrorCode = Literal["no_intent_match", "no_valid_targets", "failed_to_handle", "unknown"]
 AnswerPath = Literal["llm", "local", "reset", "error"]
-Failure = Literal["llm_timeout", "llm_error", "store", "internal"]
+# Why a turn failed; also the `reason` label of athena_turn_failures_total. llm_model_missing: the server
+# does not serve the configured model; llm_misconfigured: the LLM's URL or API kind is wrong (a 404 that is
+# not about a model).
+Failure = Literal["llm_timeout", "llm_error", "llm_model_missing", "llm_misconfigured", "store", "internal"]
 TargetType = Literal["entity", "area", "device", "floor", "domain", "device_class", "custom"]
 _TARGET_TYPES: dict[str, TargetType] = {t: t for t in TargetType.__args__}  # type: ignore[attr-defined]
 
@@ -100,6 +103,7 @@ class Reply:
     finish_reason: str | None = None  # the model's own ("stop", "length", "tool_calls"); None off the LLM
     usage: Usage | None = None
     tool_calls: Sequence[ToolCall] = ()  # calls of a client's own tools, for that client to run
+    kept: bool = True  # False: streamed and heard, but the store failed to keep it
 
 
 @dataclass(frozen=True, slots=True)

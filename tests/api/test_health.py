@@ -26,7 +26,7 @@ async def test_ready_is_503_with_a_reason_when_the_llm_is_down(
     assert (await gateway.client.get("/health/live")).status_code == 200  # alive all the same
     summary = await gateway.client.get("/health")
     assert summary.status_code == 503
-    assert summary.json()["status"] == "degraded"
+    assert summary.json()["status"] == "unavailable"  # no backend can answer
     assert summary.json()["llm"]["ok"] is False
     assert summary.json()["store"]["ok"] is True
 

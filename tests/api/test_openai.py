@@ -195,7 +195,7 @@ async def test_device_mode_start_over_reports_the_fresh_session(
 
 
 async def test_relay_passes_an_upstream_client_error_on(gateway: LiveGateway, fake_llm: FakeLLM) -> None:
-    fake_llm.configure(status=404)
+    fake_llm.configure(known_models_only=True)  # the client's own model is not served: its mistake
     for stream in (False, True):
         resp = await gateway.client.post(
             "/v1/chat/completions",
@@ -206,7 +206,7 @@ async def test_relay_passes_an_upstream_client_error_on(gateway: LiveGateway, fa
             },
         )
         assert resp.status_code == 404
-        assert "error" in resp.json()
+        assert "no-such-model" in resp.json()["error"]["message"]
 
 
 # -- device mode is a faithful OpenAI endpoint -------------------------------------------------------------
@@ -345,14 +345,25 @@ async def test_one_error_code_per_failure_before_and_during_a_stream(
 async def test_a_wrong_upstream_path_is_not_passed_on_as_athenas_404(
     gateway_factory: GatewayFactory, fake_llm: FakeLLM
 ) -> None:
-    """A 404 that is not OpenAI's error shape means ATHENA_LLM_URL is wrong: a 502 saying so."""
+    """A 404 that is not about a model means ATHENA_LLM_URL (or the API kind) is wrong: a 502 saying so."""
     gateway = await gateway_factory(llm_url=fake_llm.url + "/wrong/v1")  # aiohttp's bare 404 page
     for stream in (False, True):
         resp = await gateway.client.post(
             "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "stream": stream}
         )
-        assert resp.status_code == 502 and resp.json()["error"]["code"] == "llm_unavailable"
+        assert resp.status_code == 502 and resp.json()["error"]["code"] == "llm_misconfigured"
         assert "HTTP 404" in resp.json()["error"]["message"]
+        assert "check the URL and the API kind" in resp.json()["error"]["message"]
+
+
+async def test_an_openai_shaped_404_about_a_path_is_not_passed_on(
+    gateway: LiveGateway, fake_llm: FakeLLM
+) -> None:
+    """llama.cpp answers an unknown path with OpenAI's error shape ("File Not Found"): still Athena's URL."""
+    fake_llm.configure(status=404)  # {"error": {"message": "fake LLM failure 404", ...}}: no model named
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    resp = await gateway.client.post("/v1/chat/completions", json=body)
+    assert resp.status_code == 502 and resp.json()["error"]["code"] == "llm_misconfigured"
 
 
 async def test_allow_names_every_method_of_a_session(gateway: LiveGateway) -> None:

@@ -7,7 +7,15 @@ import asyncio
 import pytest
 from prometheus_client import REGISTRY
 
-from athena.llm import LLMError, LLMHTTPError, LLMTimeout, OllamaBackend, OpenAIBackend
+from athena.llm import (
+    LLMError,
+    LLMHTTPError,
+    LLMModelMissing,
+    LLMTimeout,
+    LLMWrongEndpoint,
+    OllamaBackend,
+    OpenAIBackend,
+)
 from tests.llm.conftest import backend_for
 from tests.support.fake_llm import FakeLLM
 
@@ -58,9 +66,39 @@ async def test_ollama_maps_openai_options_and_keep_alive(fake_llm: FakeLLM) -> N
 
 
 async def test_models_and_ping(llm: Backend, fake_llm: FakeLLM) -> None:
-    fake_llm.configure(models=["llama3.2", "qwen3"])
-    assert await llm.models() == ["llama3.2", "qwen3"]
+    fake_llm.configure(models=["llama3.2", "qwen3", "fake-model"])
+    assert await llm.models() == ["llama3.2", "qwen3", "fake-model"]
     await llm.ping()
+    fake_llm.configure(models=["fake-model:latest"])  # Ollama's implicit tag is the same model
+    await llm.ping()
+
+
+async def test_ping_fails_when_the_model_is_not_served(llm: Backend, fake_llm: FakeLLM) -> None:
+    fake_llm.configure(models=["llama3.2", "qwen3"], known_models_only=True)
+    missing = r"does not serve model 'fake-model' \(it serves 'llama3.2', 'qwen3'\)"
+    with pytest.raises(LLMModelMissing, match=missing):
+        await llm.ping()
+    fake_llm.configure(models=[])
+    with pytest.raises(LLMModelMissing, match="it serves no model"):
+        await llm.ping()
+
+
+async def test_ping_accepts_a_server_that_answers_any_model_name(llm: Backend, fake_llm: FakeLLM) -> None:
+    """llama.cpp lists its model file's path and answers whatever name a request gives."""
+    fake_llm.configure(models=["/models/SmolLM2-135M-Instruct.Q4_1.gguf"])  # answers "fake-model" too
+    await llm.ping()
+    probes = [r for r in fake_llm.requests if r["path"].endswith(("/chat/completions", "/api/chat"))]
+    assert len(probes) == 1 and probes[0]["body"]["model"] == "fake-model"
+    assert probes[0]["body"].get("max_tokens") == 1 or probes[0]["body"]["options"]["num_predict"] == 1
+    await llm.ping()  # remembered: no second request
+    assert len([r for r in fake_llm.requests if r["path"].endswith(("/chat/completions", "/api/chat"))]) == 1
+
+
+async def test_a_chat_for_a_model_not_served_is_model_missing(llm: Backend, fake_llm: FakeLLM) -> None:
+    fake_llm.configure(known_models_only=True, models=["llama3.2"])
+    for call in (llm.chat(USER), collect(llm)):
+        with pytest.raises(LLMModelMissing, match="does not serve the model: the LLM answered HTTP 404"):
+            await call
 
 
 async def test_api_key_is_sent_as_bearer_only_when_set(api: str, fake_llm: FakeLLM) -> None:
@@ -98,7 +136,7 @@ async def test_metrics_count_answers_and_first_tokens(llm: Backend) -> None:
     await llm.chat(USER)
     await collect(llm)
     assert sample("athena_llm_duration_seconds") == 2
-    assert sample("athena_llm_first_token_seconds") == 1
+    assert sample("athena_llm_first_token_seconds") == 2  # a whole answer's first token comes at its end
 
 
 async def test_a_backend_that_is_not_open_says_so(api: str, fake_llm: FakeLLM) -> None:
@@ -154,12 +192,25 @@ async def test_http_error_status(llm: Backend, fake_llm: FakeLLM) -> None:
         assert info.value.status == 500
 
 
-async def test_ping_accepts_a_server_without_a_model_list(llm: Backend, fake_llm: FakeLLM) -> None:
-    fake_llm.configure(status=404)
-    await llm.ping()
+async def test_ping_fails_on_a_wrong_path_or_api_kind(api: str, fake_llm: FakeLLM) -> None:
+    """A 404 at the model list is a wrong URL or API kind, never "reachable" (it was, until issue 12)."""
+    other = "ollama" if api == "openai" else "openai"
+    fake_llm.configure(speaks=other)  # a server of the other kind: 404 {"detail": "Not Found"}
+    async with backend_for(api, fake_llm.url) as llm:
+        with pytest.raises(LLMWrongEndpoint, match=rf"has no /.* \(HTTP 404\), so it is not an {api} API"):
+            await llm.ping()
+        with pytest.raises(LLMWrongEndpoint):
+            await llm.chat(USER)
+    async with backend_for(api, fake_llm.url + "/wrong") as llm:  # a wrong path: aiohttp's 404 page
+        with pytest.raises(LLMWrongEndpoint, match="check the URL and the API kind"):
+            await llm.ping()
+
+
+async def test_ping_fails_on_a_refused_key(llm: Backend, fake_llm: FakeLLM) -> None:
     fake_llm.configure(status=401)
-    with pytest.raises(LLMHTTPError):
+    with pytest.raises(LLMHTTPError, match="HTTP 401") as info:
         await llm.ping()
+    assert not isinstance(info.value, LLMWrongEndpoint | LLMModelMissing)
 
 
 async def test_garbage_is_an_llm_error(llm: Backend, fake_llm: FakeLLM) -> None:

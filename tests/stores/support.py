@@ -1,8 +1,10 @@
 """Fixtures shared by the store and session suites: every store kind, a hand-driven clock, Redis clean-up.
 
 Redis is real: the run's own `redis-server` on a free port (tests/support/redis_server.py says why), or the
-one ATHENA_TEST_REDIS_URL names. Each test gets its own key prefix and deletes only its own keys. Without
-Redis the Redis cases skip locally but FAIL when CI=true, so a CI run cannot pass without having tested it.
+one ATHENA_TEST_REDIS_URL names; so is the Redis Cluster (three nodes of our own, started once per test
+session, reached through redis-py's cluster client). Each test gets its own key prefix and deletes only its
+own keys. Without Redis the Redis cases skip locally but FAIL when CI=true, so a CI run cannot pass without
+having tested them.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,9 +22,10 @@ from athena.config import Settings
 from athena.gateway import session_policy
 from athena.sessions.manager import SessionManager
 from athena.stores import Store, create_store
+from tests.support.redis_cluster import LocalCluster
 from tests.support.redis_server import redis_url, unavailable_reason
 
-KINDS = ("memory", "sqlite", "redis")
+KINDS = ("memory", "sqlite", "redis", "redis-cluster")
 
 
 class FakeClock:
@@ -75,14 +78,18 @@ async def delete_prefix(prefix: str) -> None:
 class StoreFactory:
     """Store URLs of one kind that all point at the same data (to reopen, or to share between processes)."""
 
-    def __init__(self, kind: str, tmp_path: Path) -> None:
+    def __init__(self, kind: str, tmp_path: Path, cluster: LocalCluster | None = None) -> None:
         self.kind = kind
         self.prefix = f"athena-test-{uuid.uuid4().hex[:12]}"
+        self.cluster = cluster
         if kind == "redis":  # made after require_redis() said there is one
             self.url = f"{redis_url()}?prefix={self.prefix}"
         else:
-            sqlite = f"sqlite:///{tmp_path / 'sessions' / 'athena.db'}"
-            self.url = {"memory": "memory://", "sqlite": sqlite}[kind]
+            self.url = {
+                "memory": "memory://",
+                "sqlite": f"sqlite:///{tmp_path / 'sessions' / 'athena.db'}",
+                "redis-cluster": f"{cluster.url}?prefix={self.prefix}" if cluster else "",
+            }[kind]
         self.opened: list[Store] = []
 
     async def open(self) -> Store:
@@ -96,13 +103,23 @@ class StoreFactory:
             await store.close()
         if self.kind == "redis":
             await delete_prefix(self.prefix)
+        if self.cluster is not None:
+            self.cluster.delete_prefix(self.prefix)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """One real three-node Redis Cluster for the whole test session (tests use their own key prefixes)."""
+    with LocalCluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(params=KINDS)
 async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
     if request.param == "redis":
         await require_redis()
-    factory = StoreFactory(request.param, tmp_path)
+    cluster = request.getfixturevalue("redis_cluster") if request.param == "redis-cluster" else None
+    factory = StoreFactory(request.param, tmp_path, cluster)
     try:
         yield factory
     finally:

@@ -134,7 +134,7 @@ async def test_concurrent_acquire_and_append_one_device(store: Store, clock: Fak
 
 
 # memory:// is lost on restart by design
-@pytest.mark.parametrize("stores", ["sqlite", "redis"], indirect=True)
+@pytest.mark.parametrize("stores", ["sqlite", "redis", "redis-cluster"], indirect=True)
 async def test_reopen_keeps_sessions_and_history(stores: StoreFactory, clock: FakeClock) -> None:
     first = await stores.open()
     await first.acquire("kitchen", clock.now, T, A, "01A")

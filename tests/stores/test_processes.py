@@ -16,7 +16,8 @@ from tests.support.gateway import REPO
 TURNS = 60
 
 
-@pytest.mark.parametrize("stores", ["sqlite", "redis"], indirect=True)  # memory:// lives inside one process
+# memory:// lives inside one process
+@pytest.mark.parametrize("stores", ["sqlite", "redis", "redis-cluster"], indirect=True)
 async def test_two_processes_one_device(stores: StoreFactory, store: Store) -> None:
     start_at = time.time() + 1.5  # both interpreters are up by then; they start their turns together
     procs = [

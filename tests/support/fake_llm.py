@@ -61,6 +61,11 @@ class Knobs:
     # Like llama.cpp's server with --ctx-size: served at /props; a prompt of more tokens (here: characters
     # of its messages / 4) is refused with llama.cpp's HTTP 400, and max_tokens cuts an answer ("length").
     context: int | None = None
+    # A chat for a model not in ``models`` is a 404 in the format's own shape, as Ollama and vLLM answer.
+    known_models_only: bool = False
+    # "openai" or "ollama": the other format's paths are 404 {"detail": "Not Found"}, as a server that
+    # speaks one API answers (llama.cpp has no /api/tags; Ollama's root has no /models).
+    speaks: str | None = None
 
 
 def _words(text: str, per_chunk: int) -> list[str]:
@@ -205,8 +210,16 @@ class FakeLLM:
             await asyncio.sleep(self.knobs.delay)
         return body
 
-    def _error(self, body: Any = None) -> web.Response | None:
+    def _error(self, api: str | None = None, body: Any = None) -> web.Response | None:
         k = self.knobs
+        if api is not None and k.speaks is not None and k.speaks != api:
+            return web.json_response({"detail": "Not Found"}, status=404)
+        model = body.get("model") if isinstance(body, dict) else None
+        if k.known_models_only and api is not None and body is not None and model not in k.models:
+            if api == "ollama":
+                return web.json_response({"error": f"model '{model}' not found"}, status=404)
+            error = {"message": f'model "{model}" not found, try pulling it first', "type": "api_error"}
+            return web.json_response({"error": error}, status=404)
         if k.context is not None and (asked := _prompt_chars(body) // 4) > k.context:
             error = {
                 "code": 400,
@@ -290,7 +303,7 @@ class FakeLLM:
     # -- OpenAI ----------------------------------------------------------------------------------------
     async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._receive(request)
-        if (err := self._error(body)) is not None:
+        if (err := self._error("openai", body if isinstance(body, dict) else {})) is not None:
             return err
         stream = bool(body.get("stream")) if isinstance(body, dict) else False
         model = body.get("model", "fake-model") if isinstance(body, dict) else "fake-model"
@@ -366,7 +379,7 @@ class FakeLLM:
 
     async def _openai_models(self, request: web.Request) -> web.Response:
         await self._receive(request)
-        if (err := self._error()) is not None:
+        if (err := self._error("openai")) is not None:
             return err
         if self.knobs.garbage:
             return web.Response(text="not json", content_type="application/json")
@@ -376,7 +389,7 @@ class FakeLLM:
     # -- Ollama ----------------------------------------------------------------------------------------
     async def _ollama_chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._receive(request)
-        if (err := self._error(body)) is not None:
+        if (err := self._error("ollama", body if isinstance(body, dict) else {})) is not None:
             return err
         stream = body.get("stream", True) is not False if isinstance(body, dict) else True
         model = body.get("model", "fake-model") if isinstance(body, dict) else "fake-model"
@@ -426,7 +439,7 @@ class FakeLLM:
 
     async def _ollama_tags(self, request: web.Request) -> web.Response:
         await self._receive(request)
-        if (err := self._error()) is not None:
+        if (err := self._error("ollama")) is not None:
             return err
         if self.knobs.garbage:
             return web.Response(text="not json", content_type="application/json")

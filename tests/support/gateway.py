@@ -49,7 +49,8 @@ class GatewayProcess:
         self.startup_timeout = startup_timeout
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.token = self._extra.get("ATHENA_API_TOKEN") or secrets.token_urlsafe(24)
+        # Never starting with "-": a test passes it as `--token <value>`.
+        self.token = self._extra.get("ATHENA_API_TOKEN") or "t" + secrets.token_urlsafe(24)
         self._tmp: str | None = None
         self._last_log = ""  # the log's text once the temp dir is gone
         self.data_dir: Path | None = None

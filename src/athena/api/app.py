@@ -14,7 +14,7 @@ import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from athena.api import admin, errors, ha, health, openai
+from athena.api import admin, errors, ha, health, openai, openapi
 from athena.api.auth import ApiToken, load_token
 from athena.api.middleware import GatewayMiddleware
 from athena.config import Settings
@@ -50,11 +50,12 @@ def create_app(
                 await wyoming.close()
             await gateway.close()
 
-    routes = [*ha.routes, *openai.routes, *health.routes, *admin.routes]
+    routes = [*ha.routes, *openai.routes, *health.routes, *admin.routes, *openapi.routes]
     middleware = Middleware(
         GatewayMiddleware,
         token=token,
         max_body=settings.max_body_bytes,
+        body_limits={"/v1/chat/completions": settings.max_body_bytes_openai},
         endpoints={r.path for r in routes},
         start_error=lambda: start_error[0] if start_error else None,
     )

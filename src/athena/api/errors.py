@@ -51,6 +51,8 @@ class ApiError(Exception):
 FAILURES: dict[Failure, tuple[int, str]] = {
     "llm_timeout": (504, "llm_timeout"),
     "llm_error": (502, "llm_unavailable"),
+    "llm_model_missing": (502, "llm_model_missing"),
+    "llm_misconfigured": (502, "llm_misconfigured"),
     "store": (503, "store_unavailable"),
     "internal": (500, "internal_error"),
 }

@@ -1,8 +1,11 @@
-"""Probes and metrics. `/health/live`: the process answers. `/health/ready`: the store and the LLM answer too
-(the gateway probes at most every few seconds, each with a short timeout, so polling it costs nothing).
-`/health`: a summary for people. `/metrics`: Prometheus text (behind the token like all but /health*)."""
+"""Probes and metrics. `/health/live`: the process answers. `/health/ready`: the store and an LLM backend
+answer too (the gateway probes at most every few seconds, each check with a short timeout and all at once, so
+polling it costs nothing and a hung backend does not hide one that answers). `/health`: a summary for people.
+`/metrics`: Prometheus text (behind the token like all but /health*)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.requests import Request
@@ -19,13 +22,15 @@ async def live(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
+    """200 "ready"; 200 "degraded" naming what failed while a backend still answers; else 503 with why."""
     gw = gateway(request)
     if not gw.started:
         return json_response({"status": "starting", "reason": "start-up not finished"}, 503)
     result = await gw.readiness()
-    failed = [f"{name}: {r['error']}" for name, r in result.items() if not r["ok"]]
-    if failed:
-        return json_response({"status": "unavailable", "reason": "; ".join(failed)}, 503)
+    if not result.ready:
+        return json_response({"status": "unavailable", "reason": result.reason()}, 503)
+    if result.failed:
+        return json_response({"status": "degraded", "reason": result.reason()})
     return json_response({"status": "ready"})
 
 
@@ -34,19 +39,16 @@ async def summary(request: Request) -> Response:
     if not gw.started or gw.local is None:
         return json_response({"status": "starting", "version": __version__}, 503)
     result = await gw.readiness()
-    ok = all(r["ok"] for r in result.values())
-    llm = gw.engine.llm
-    return json_response(
-        {
-            "status": "ok" if ok else "degraded",
-            "version": __version__,
-            "store": {"kind": gw.store_kind, **result["store"]},
-            "llm": {"api": llm.name, "model": llm.model, **result["llm"]},
-            "local_path": gw.local.status(),
-            "tools": gw.toolbox.status() if gw.toolbox is not None else {"enabled": False},
-        },
-        200 if ok else 503,
-    )
+    body: dict[str, Any] = {
+        "status": "unavailable" if not result.ready else "degraded" if result.failed else "ok",
+        "version": __version__,
+        "store": {"kind": gw.store_kind, **result.checks["store"]},
+    }
+    for name, backend in gw.llm_parts.items():  # "llm" is the primary's own result, "llm_fallback" apart
+        body[name] = {"api": backend.name, "model": backend.model, **result.checks[name]}
+    body["local_path"] = gw.local.status()
+    body["tools"] = gw.toolbox.status() if gw.toolbox is not None else {"enabled": False}
+    return json_response(body, 200 if result.ready else 503)
 
 
 async def metrics(request: Request) -> Response:

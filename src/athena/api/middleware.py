@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import orjson
@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from athena.api.auth import ApiToken
 from athena.api.errors import error_body
-from athena.observability import REQUEST_SECONDS, REQUESTS
+from athena.observability import REQUEST_SECONDS, REQUESTS, REQUESTS_IN_FLIGHT
 
 log = structlog.get_logger("athena.api")
 
@@ -36,10 +36,12 @@ class GatewayMiddleware:
         max_body: int,
         endpoints: Collection[str],
         start_error: Callable[[], str | None] = lambda: None,
+        body_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self.token = token
         self.max_body = max_body
+        self._body_limits = dict(body_limits or {})  # by path; max_body for the rest
         self._endpoints = frozenset(endpoints)
         self._start_error = start_error
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
@@ -57,6 +59,7 @@ class GatewayMiddleware:
         rid = given if given is not None and _REQUEST_ID.fullmatch(given) else os.urandom(8).hex().encode()
         ctx = structlog.contextvars.bind_contextvars(request_id=rid.decode())
         status = 500
+        REQUESTS_IN_FLIGHT.inc()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -76,12 +79,14 @@ class GatewayMiddleware:
                 )
                 return
             if scope["method"] in _BODY_METHODS:
-                checked = await self._bounded(headers, receive, send_with_id)
+                limit = self._body_limits.get(path, self.max_body)
+                checked = await self._bounded(headers, receive, send_with_id, limit)
                 if checked is None:
                     return
                 receive = checked
             await self.app(scope, receive, send_with_id)
         finally:
+            REQUESTS_IN_FLIGHT.dec()
             endpoint = self._endpoint(scope)
             elapsed = time.perf_counter() - started
             self._observe(endpoint, status, elapsed)
@@ -94,8 +99,11 @@ class GatewayMiddleware:
             )
             structlog.contextvars.reset_contextvars(**ctx)
 
-    async def _bounded(self, headers: dict[bytes, bytes], receive: Receive, send: Send) -> Receive | None:
-        """Refuse a body over max_body before anything parses it: by Content-Length, else by reading it."""
+    async def _bounded(
+        self, headers: dict[bytes, bytes], receive: Receive, send: Send, limit: int
+    ) -> Receive | None:
+        """Refuse a body over the path's limit before anything parses it: by Content-Length, else by
+        reading it."""
         length = headers.get(b"content-length")
         if length is not None:
             try:
@@ -103,8 +111,8 @@ class GatewayMiddleware:
             except ValueError:
                 await _reject(send, 400, "Content-Length is not a number")
                 return None
-            if declared > self.max_body:
-                await _reject(send, 413, f"request body is {declared} bytes; the limit is {self.max_body}")
+            if declared > limit:
+                await _reject(send, 413, f"request body is {declared} bytes; the limit is {limit}")
                 return None
             return receive
         # Chunked (no Content-Length): buffer up to the limit, then replay it to the app.
@@ -116,8 +124,8 @@ class GatewayMiddleware:
                 return receive  # disconnect: let the app see it
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:
-                await _reject(send, 413, f"request body is over the limit of {self.max_body} bytes")
+            if size > limit:
+                await _reject(send, 413, f"request body is over the limit of {limit} bytes")
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):

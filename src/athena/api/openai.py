@@ -108,7 +108,12 @@ def _relay_error(exc: RelayFailed) -> Response | ApiError:
     parameter): passed on as it is. Anything else — a 404 page from a wrong URL, a refused key — is Athena's
     set-up failing: a 502 that says so, so a client never concludes Athena lacks the endpoint."""
     status = exc.status or 0
-    if 400 <= status < 500 and status not in _NOT_THE_CLIENTS and _is_openai_error(exc.body):
+    if (
+        400 <= status < 500
+        and status not in _NOT_THE_CLIENTS
+        and exc.failure != "llm_misconfigured"  # a 404 not about a model: Athena's URL is wrong
+        and _is_openai_error(exc.body)
+    ):
         return Response(exc.body, status, media_type="application/json")
     return failure_error(exc.failure, str(exc))
 

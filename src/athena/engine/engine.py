@@ -26,12 +26,14 @@ from athena.llm.base import (
     LLMContextOverflow,
     LLMError,
     LLMHTTPError,
+    LLMModelMissing,
     LLMTimeout,
+    LLMWrongEndpoint,
     RelayChunk,
     Relayed,
 )
 from athena.local.reset import is_start_over
-from athena.observability import ANSWERS, LOCAL_SECONDS
+from athena.observability import ANSWERS, FAILURES, LOCAL_SECONDS
 from athena.records import Message, MessageMeta, Session
 from athena.sessions.manager import SessionManager, estimate_tokens, trim
 from athena.stores.base import SessionGone, StoreError
@@ -45,30 +47,40 @@ SPOKEN_ERRORS: dict[str, dict[Failure, str]] = {
     "en": {
         "llm_error": "Sorry, I can't reach my language model right now.",
         "llm_timeout": "Sorry, my language model is taking too long to answer.",
+        "llm_model_missing": "Sorry, the language model I'm set up to use isn't installed on its server.",
+        "llm_misconfigured": "Sorry, my language model's address isn't set up right.",
         "store": "Sorry, I can't reach my memory right now. Please try again in a moment.",
         "internal": "Sorry, something went wrong on my side.",
     },
     "de": {
         "llm_error": "Entschuldigung, ich erreiche mein Sprachmodell gerade nicht.",
         "llm_timeout": "Entschuldigung, mein Sprachmodell braucht zu lange für eine Antwort.",
+        "llm_model_missing": "Entschuldigung, mein Sprachmodell ist auf seinem Server nicht installiert.",
+        "llm_misconfigured": "Entschuldigung, die Adresse meines Sprachmodells ist falsch eingestellt.",
         "store": "Entschuldigung, ich erreiche mein Gedächtnis gerade nicht. Versuch es gleich noch einmal.",
         "internal": "Entschuldigung, bei mir ist etwas schiefgegangen.",
     },
     "fr": {
         "llm_error": "Désolé, je n'arrive pas à joindre mon modèle de langage pour le moment.",
         "llm_timeout": "Désolé, mon modèle de langage met trop de temps à répondre.",
+        "llm_model_missing": "Désolé, mon modèle de langage n'est pas installé sur son serveur.",
+        "llm_misconfigured": "Désolé, l'adresse de mon modèle de langage est mal configurée.",
         "store": "Désolé, je n'arrive pas à accéder à ma mémoire. Réessaie dans un instant.",
         "internal": "Désolé, quelque chose s'est mal passé de mon côté.",
     },
     "es": {
         "llm_error": "Lo siento, ahora mismo no puedo contactar con mi modelo de lenguaje.",
         "llm_timeout": "Lo siento, mi modelo de lenguaje está tardando demasiado en responder.",
+        "llm_model_missing": "Lo siento, mi modelo de lenguaje no está instalado en su servidor.",
+        "llm_misconfigured": "Lo siento, la dirección de mi modelo de lenguaje está mal configurada.",
         "store": "Lo siento, ahora mismo no puedo acceder a mi memoria. Inténtalo de nuevo en un momento.",
         "internal": "Lo siento, algo ha fallado por mi parte.",
     },
     "nl": {
         "llm_error": "Sorry, ik kan mijn taalmodel nu niet bereiken.",
         "llm_timeout": "Sorry, mijn taalmodel doet er te lang over om te antwoorden.",
+        "llm_model_missing": "Sorry, mijn taalmodel is niet geïnstalleerd op zijn server.",
+        "llm_misconfigured": "Sorry, het adres van mijn taalmodel is verkeerd ingesteld.",
         "store": "Sorry, ik kan mijn geheugen nu niet bereiken. Probeer het zo nog eens.",
         "internal": "Sorry, er ging bij mij iets mis.",
     },
@@ -91,6 +103,10 @@ def wants_follow_up(answer: str) -> bool:
 def failure_of(exc: BaseException) -> Failure:
     if isinstance(exc, LLMTimeout):
         return "llm_timeout"
+    if isinstance(exc, LLMModelMissing):
+        return "llm_model_missing"
+    if isinstance(exc, LLMWrongEndpoint):
+        return "llm_misconfigured"
     if isinstance(exc, LLMError):
         return "llm_error"
     if isinstance(exc, StoreError):
@@ -153,6 +169,8 @@ class Engine:
             async for _ in deltas:
                 pass
         assert run.reply is not None
+        if not run.reply.kept:  # nothing was heard yet: say the turn was not kept, so it is asked again
+            return self.failed(turn, run.session, StoreError("the answer could not be saved"), run._started)
         return run.reply
 
     # -- the stateless relay --------------------------------------------------------------------------
@@ -176,6 +194,7 @@ class Engine:
 
     def _relay_failed(self, exc: LLMError, *, streamed: bool) -> RelayFailed:
         ANSWERS.labels(path="error").inc()
+        FAILURES.labels(reason=failure_of(exc)).inc()
         status = exc.status if isinstance(exc, LLMHTTPError) else None
         log.warning("relay.failed", error=str(exc) or type(exc).__name__, status=status, streamed=streamed)
         body = exc.body if isinstance(exc, LLMHTTPError) else b""
@@ -200,16 +219,16 @@ class Engine:
         return await self.sessions.clear(device)
 
     # -- bookkeeping shared by every run ----------------------------------------------------------------
-    def answered(self, turn: Turn, session: Session, path: AnswerPath, started: float) -> float:
-        latency = _ms(started)
+    def answered(self, turn: Turn, session: Session, path: AnswerPath, latency: float) -> None:
+        """Count and log an answer, once it is kept (the one place answers are counted)."""
         ANSWERS.labels(path=path).inc()
         log.info("turn.answered", device=session.device, session_id=session.id, path=path, latency_ms=latency)
         log.debug("turn.text", device=session.device, text=turn.text)
-        return latency
 
     def failed(self, turn: Turn, session: Session | None, exc: BaseException, started: float) -> Reply:
         failure = failure_of(exc)
         ANSWERS.labels(path="error").inc()
+        FAILURES.labels(reason=failure).inc()
         fields = {
             "device": session.device if session else device_key(turn),
             "session_id": session.id if session else None,
@@ -259,7 +278,7 @@ class TurnRun:
             reset = None if turn.tool_results else is_start_over(turn.text, turn.language)
             self.session = await self._session(new=turn.new_session or reset is not None)
             if reset is not None:  # the fresh session is the whole of "start over": one store write
-                engine.answered(turn, self.session, "reset", self._started)
+                engine.answered(turn, self.session, "reset", _ms(self._started))
                 self.reply = Reply(
                     speech=reset, session_id=self.session.id, response_type="action_done", path="reset",
                     continue_conversation=wants_follow_up(reset),
@@ -324,9 +343,9 @@ class TurnRun:
             final = "".join(parts[self._round_start:]).strip()  # earlier calls' words are kept with them
             self.reply = await self._finish(final, completion=completion, tools=tools, heard=heard)
         except Exception as exc:
-            if parts and isinstance(exc, StoreError):  # the answer was heard; only keeping it failed
+            if parts and isinstance(exc, StoreError):  # heard when streamed: only keeping it failed
                 log.warning("turn.save_failed", session_id=self.session_id, error=str(exc))
-                self.reply = Reply(speech="".join(parts).strip(), session_id=self.session_id)
+                self.reply = Reply(speech="".join(parts).strip(), session_id=self.session_id, kept=False)
             else:
                 self.reply = engine.failed(turn, self.session, exc, self._started)
 
@@ -443,7 +462,7 @@ class TurnRun:
         assert session is not None
         path: AnswerPath = "local" if local is not None else "llm"
         now = engine.clock()
-        latency = engine.answered(turn, session, path, self._started)
+        latency = _ms(self._started)
         if local is not None:
             meta = MessageMeta(
                 device=session.device, path=path, latency_ms=latency, intent=local.memory,
@@ -459,6 +478,7 @@ class TurnRun:
         said = list(turn.tool_results) or [Message("user", turn.text, now, MessageMeta(session.device))]
         rounds = tools.records if tools is not None else []
         await self._save([*said, *rounds, Message("assistant", text, now, meta)], step="save")
+        engine.answered(turn, session, path, latency)
         acted = tools is not None and bool(tools.success)
         return Reply(
             speech=heard or text,

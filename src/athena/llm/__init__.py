@@ -14,8 +14,12 @@ The gateway's composition root (athena.gateway) builds the configured backend fr
 
 Errors: ``LLMTimeout`` past ``llm_connect_timeout`` (connecting), ``llm_first_token_timeout`` (streams: no
 text yet) or ``llm_timeout`` (the whole answer); ``LLMError`` for everything else, with a short message fit
-for a log line (no user text in it). ``LLMHTTPError`` (an LLMError) has the upstream ``status`` and ``body``.
+for a log line (no user text in it). ``LLMHTTPError`` (an LLMError) has the upstream ``status`` and ``body``;
+two kinds of it say what an operator must fix: ``LLMModelMissing`` (the server does not serve the model) and
+``LLMWrongEndpoint`` (a 404 that is not about a model: the URL's path or the API kind is wrong).
 Streams raise the same errors mid-stream.
+
+``ping()`` is readiness: the model list answers, is the protocol's, and names the configured model.
 
 The stateless OpenAI relay (for the gateway's ``POST /v1/chat/completions``), on every backend:
 
@@ -34,7 +38,9 @@ The stateless OpenAI relay (for the gateway's ``POST /v1/chat/completions``), on
 - With a fallback configured, ``relay`` and ``relay_stream`` fall back like ``chat`` and ``stream``.
 
 Metrics (observability.py): ``LLM_SECONDS{backend}`` per complete answer, ``LLM_FIRST_TOKEN_SECONDS{backend}``
-per stream; a fallback backend is labelled ``<api>-fallback``.
+per answer (a whole one's first token comes with its end), ``LLM_ERRORS{backend, kind}`` per failed answer
+(probes are not counted), ``LLM_FALLBACKS{backend}`` each time the primary's failure sent a request to the
+fallback; a fallback backend is labelled ``<api>-fallback``.
 """
 
 from __future__ import annotations
@@ -47,7 +53,10 @@ from athena.llm.base import (
     LLMContextOverflow,
     LLMError,
     LLMHTTPError,
+    LLMModelMissing,
     LLMTimeout,
+    LLMUnreachable,
+    LLMWrongEndpoint,
     RelayChunk,
     Relayed,
     RelayStream,
@@ -66,7 +75,10 @@ __all__ = [
     "LLMContextOverflow",
     "LLMError",
     "LLMHTTPError",
+    "LLMModelMissing",
     "LLMTimeout",
+    "LLMUnreachable",
+    "LLMWrongEndpoint",
     "OllamaBackend",
     "OpenAIBackend",
     "RelayChunk",

@@ -20,6 +20,10 @@ class LLMTimeout(LLMError):
     pass
 
 
+class LLMUnreachable(LLMError):
+    """No connection to the backend (refused, no route, name not resolved)."""
+
+
 class LLMHTTPError(LLMError):
     """The backend answered with an HTTP error; a relay may pass ``status`` and ``body`` on to its client."""
 
@@ -38,6 +42,13 @@ class LLMContextOverflow(LLMHTTPError):
     ) -> None:
         super().__init__(message, status, body)
         self.context_tokens = context_tokens
+class LLMModelMissing(LLMHTTPError):
+    """The server answers but does not serve the model asked for (not pulled, misspelt, not loaded)."""
+
+
+class LLMWrongEndpoint(LLMHTTPError):
+    """The server answers, but not the API asked for: the URL's path or the API kind (openai/ollama) is
+    wrong. A 404 page from a wrong path, or a 200 that is not the protocol at the model list."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from athena.llm.base import (
     Relayed,
     RelayStream,
 )
+from athena.observability import LLM_FALLBACKS
 
 log = structlog.get_logger("athena.llm")
 
@@ -34,6 +35,7 @@ class FallbackBackend:
         self.fallback = fallback
         self.name = primary.name
         self.model = primary.model
+        self._fallbacks = LLM_FALLBACKS.labels(backend=primary.name)
 
     def __repr__(self) -> str:
         return f"FallbackBackend({self.primary!r}, {self.fallback!r})"
@@ -66,6 +68,7 @@ class FallbackBackend:
         await self.close()
 
     def _falling_back(self, exc: LLMError) -> None:
+        self._fallbacks.inc()
         log.warning("llm_fallback", primary=self.primary.name, fallback=self.fallback.name, error=str(exc))
 
     async def chat(self, messages: Sequence[ChatMessage], **options: Any) -> str:

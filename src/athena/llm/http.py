@@ -17,17 +17,28 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
 import structlog
 from yarl import URL
 
-from athena.llm.base import LLMContextOverflow, LLMError, LLMHTTPError, LLMTimeout
-from athena.observability import LLM_FIRST_TOKEN_SECONDS, LLM_SECONDS
+from athena.llm.base import (
+    LLMContextOverflow,
+    LLMError,
+    LLMHTTPError,
+    LLMModelMissing,
+    LLMTimeout,
+    LLMUnreachable,
+    LLMWrongEndpoint,
+)
+from athena.observability import LLM_ERRORS, LLM_FIRST_TOKEN_SECONDS, LLM_SECONDS
+
+T = TypeVar("T")
 
 log = structlog.get_logger("athena.llm")
 
@@ -49,7 +60,7 @@ class Timeouts:
 class Deadline:
     """Where a request stands against its deadlines; ``at`` moves from the first-token to the total one."""
 
-    __slots__ = ("at", "first", "start", "timeouts", "total")
+    __slots__ = ("at", "first", "first_seen", "start", "timeouts", "total")
 
     def __init__(self, timeouts: Timeouts, *, streaming: bool) -> None:
         self.timeouts = timeouts
@@ -58,10 +69,12 @@ class Deadline:
         self.total = loop_now + timeouts.total
         self.first = loop_now + min(timeouts.first_token, timeouts.total) if streaming else self.total
         self.at = self.first
+        self.first_seen = False
 
     def got_first_token(self) -> float:
         """Switch to the whole-answer deadline; return seconds since the start."""
         self.at = self.total
+        self.first_seen = True
         return time.monotonic() - self.start
 
     def elapsed(self) -> float:
@@ -163,6 +176,8 @@ class HTTPBackend:
 
     name: str
     model: str
+    api: str  # "openai" or "ollama": the wire format, named in errors about a wrong URL or API kind
+    models_path: str  # the model list, which ping() reads
 
     def __init__(
         self,
@@ -184,8 +199,10 @@ class HTTPBackend:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}
+        self._takes_any_model = False  # ping(): the server answered a model it does not list (llama.cpp)
         self._llm_seconds = LLM_SECONDS.labels(backend=name)
         self._first_token_seconds = LLM_FIRST_TOKEN_SECONDS.labels(backend=name)
+        self._errors = {kind: LLM_ERRORS.labels(backend=name, kind=kind) for kind in ERROR_KINDS}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, url={self.url!r}, model={self.model!r})"
@@ -262,21 +279,37 @@ class HTTPBackend:
             try:
                 resp = await self._http().request(method, url, data=body, headers=headers)
             except aiohttp.ServerDisconnectedError:
-                raise LLMError(f"the LLM at {self.url} closed the connection without answering") from None
+                raise LLMUnreachable(
+                    f"the LLM at {self.url} closed the connection without answering"
+                ) from None
         if resp.status >= 400:
             try:
                 raw = await resp.content.read(ERROR_BODY_LIMIT)
             finally:
                 resp.close()
-            message = _http_error_message(resp.status, raw)
-            if resp.status in (400, 413, 422) and _OVERFLOW.search(message):
-                found = _WINDOW.search(raw.decode("utf-8", "replace"))
-                window = int(found.group(1)) if found else None
-                if window:
-                    self.learn_context(window)
-                raise LLMContextOverflow(message, resp.status, raw, window)
-            raise LLMHTTPError(message, resp.status, raw)
+            raise self.http_error(resp.status, raw, url.path)
         return resp
+
+    def http_error(self, status: int, raw: bytes, path: str) -> LLMHTTPError:
+        """An upstream HTTP error, told apart: a prompt too long for the model's window, the model not
+        served, the URL or API kind wrong, else the plain status (a refused key, an overloaded server)."""
+        message = _http_error_message(status, raw)
+        if status in (400, 413, 422) and _OVERFLOW.search(message):
+            found = _WINDOW.search(raw.decode("utf-8", "replace"))
+            window = int(found.group(1)) if found else None
+            if window:
+                self.learn_context(window)
+            return LLMContextOverflow(message, status, raw, window)
+        if status in (400, 404) and _MODEL_MISSING.search(_detail(raw)):
+            return LLMModelMissing(f"the LLM at {self.url} does not serve the model: {message}", status, raw)
+        if status in (404, 405):
+            return LLMWrongEndpoint(
+                f"the LLM at {self.url} has no {path} (HTTP {status}), so it is not an {self.api} API there: "
+                f"{WRONG_ENDPOINT_HINT}",
+                status,
+                raw,
+            )
+        return LLMHTTPError(message, status, raw)
 
     async def _request_json(
         self, method: str, path: str, body: bytes | None, deadline: Deadline, *, absolute: bool = False
@@ -310,7 +343,7 @@ class HTTPBackend:
                 reason = "connection refused"
             else:
                 reason = (err.strerror or str(err)) if err else str(exc)
-            return LLMError(f"cannot reach the LLM at {self.url}: {reason}")
+            return LLMUnreachable(f"cannot reach the LLM at {self.url}: {reason}")
         if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
             return LLMError("the LLM closed the connection in the middle of its answer")
         if isinstance(exc, TimeoutError | _Expired):
@@ -321,26 +354,133 @@ class HTTPBackend:
 
     # -- shared endpoints ------------------------------------------------------------------------------
     async def _probe(self, path: str) -> Any:
-        """GET a JSON listing with the connect timeout as the whole budget."""
+        """GET a JSON listing with the connect timeout as the whole budget; a 200 that is not JSON is the
+        wrong endpoint (a web page where the API should be)."""
         deadline = Deadline(
             Timeouts(self.timeouts.connect, self.timeouts.connect, self.timeouts.connect), streaming=False
         )
-        return loads(await self._request_json("GET", path, None, deadline), "model list")
-
-    async def _ping(self, path: str) -> None:
-        """Reachable means it answers HTTP; 401/403 and 5xx still count as failures (wrong key, broken)."""
+        raw = await self._request_json("GET", path, None, deadline)
         try:
-            await self._probe(path)
-        except LLMHTTPError as exc:
-            if exc.status in (401, 403) or exc.status >= 500:
-                raise
+            return loads(raw, "model list")
+        except LLMError as exc:
+            raise self.not_a_model_list(f"{exc}") from None
+
+    def not_a_model_list(self, what: str) -> LLMWrongEndpoint:
+        return LLMWrongEndpoint(
+            f"the LLM at {self.url} answered {self.models_path} with something that is not an {self.api} "
+            f"model list ({what}): {WRONG_ENDPOINT_HINT}",
+            200,
+        )
+
+    async def models(self) -> list[str]:
+        raise NotImplementedError
+
+    chat_path: str  # where answers are asked for
+
+    def probe_body(self) -> bytes:
+        """A one-token request for the configured model (ping's test of a model the list does not name)."""
+        raise NotImplementedError
+
+    async def ping(self) -> None:
+        """Ready means: the model list answers, is this API's, and names the configured model. Anything
+        less fails with the reason an operator needs (unreachable, a refused key, a wrong URL or API kind,
+        the model missing).
+
+        Some servers answer any model name with the one they run (llama.cpp lists a file path): when the
+        list does not name the model, one one-token request for it decides, and a server that answers it
+        is remembered as one that takes any name (no further requests)."""
+        served = await self.models()
+        if serves(served, self.model) or self._takes_any_model:
+            return
+        listed = ", ".join(repr(m) for m in served[:8]) + (", ..." if len(served) > 8 else "")
+        missing = (
+            f"the LLM at {self.url} does not serve model {self.model!r} "
+            f"({'it serves ' + listed if served else 'it serves no model'})"
+        )
+        limit = Timeouts(self.timeouts.connect, self.timeouts.connect, self.timeouts.connect)
+        deadline = Deadline(limit, streaming=False)
+        try:
+            await self._request_json("POST", self.chat_path, self.probe_body(), deadline)
+        except LLMModelMissing:
+            raise LLMModelMissing(missing, 404) from None
+        except LLMError as exc:
+            raise LLMModelMissing(f"{missing}, and a request for it failed: {exc}", 404) from None
+        self._takes_any_model = True
 
     # -- metrics ---------------------------------------------------------------------------------------
     def observe_answer(self, deadline: Deadline) -> None:
+        """A complete answer; one that was not streamed (or showed nothing before its end) had its first
+        token at its end, so every call is in the first-token histogram."""
+        if not deadline.first_seen:
+            self.observe_first_token(deadline)
         self._llm_seconds.observe(deadline.elapsed())
+
+    def count_error(self, exc: LLMError) -> None:
+        """An answer failed (probes are not counted): athena_llm_errors_total{backend, kind}."""
+        self._errors[error_kind(exc)].inc()
+
+    async def counted(self, source: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
+        """A streamed answer's items, its failure counted once (closing it early is no failure)."""
+        try:
+            async with aclosing(source) as items:
+                async for item in items:
+                    yield item
+        except LLMError as exc:
+            self.count_error(exc)
+            raise
 
     def observe_first_token(self, deadline: Deadline) -> None:
         self._first_token_seconds.observe(deadline.got_first_token())
+
+
+WRONG_ENDPOINT_HINT = (
+    "check the URL and the API kind (openai: the base URL ending where /chat/completions begins, "
+    "e.g. http://host:11434/v1; ollama: the server's root)"
+)
+# An upstream's 400/404 that is about the model, not the path: Ollama ('model "x" not found, try pulling
+# it first'), OpenAI and vLLM ('The model `x` does not exist'), LiteLLM ('Invalid model name').
+_MODEL_MISSING = re.compile(
+    r"model\b.*\b(not found|does not exist|not exist|not available|unknown|no such|try pulling)"
+    r"|\b(invalid|unknown|no such) model",
+    re.IGNORECASE,
+)
+
+
+ERROR_KINDS = ("timeout", "unreachable", "model_missing", "wrong_endpoint", "http", "protocol")
+
+
+def error_kind(exc: LLMError) -> str:
+    """The `kind` label of athena_llm_errors_total."""
+    if isinstance(exc, LLMTimeout):
+        return "timeout"
+    if isinstance(exc, LLMUnreachable):
+        return "unreachable"
+    if isinstance(exc, LLMModelMissing):
+        return "model_missing"
+    if isinstance(exc, LLMWrongEndpoint):
+        return "wrong_endpoint"
+    if isinstance(exc, LLMHTTPError):
+        return "http"
+    return "protocol"  # garbage, a cut-off stream, an answer that is not the wire format
+
+
+def serves(served: list[str], model: str) -> bool:
+    """Whether a model list names the model; Ollama's implicit ":latest" tag counts as the same name."""
+    if model in served:
+        return True
+    bare = model.removesuffix(":latest")
+    return any(m.removesuffix(":latest") == bare for m in served)
+
+
+def _detail(raw: bytes) -> str:
+    """The text of an error body, whatever its shape (OpenAI, Ollama, vLLM, FastAPI, plain text)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace")[:500]
+    if isinstance(data, dict):
+        return " ".join(error_detail(data.get(k) or "") for k in ("error", "message", "detail"))
+    return str(data)[:500]
 
 
 def error_detail(err: Any) -> str:

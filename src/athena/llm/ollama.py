@@ -155,6 +155,10 @@ def _content(data: Any) -> tuple[str, dict[str, Any]]:
 
 
 class OllamaBackend(HTTPBackend):
+    api = "ollama"
+    models_path = "/api/tags"
+    chat_path = "/api/chat"
+
     def __init__(
         self,
         url: str,
@@ -180,13 +184,22 @@ class OllamaBackend(HTTPBackend):
         model = options.get("model") or self.model
         return dumps(ollama_request(model, messages, options, stream=stream, keep_alive=self.keep_alive))
 
+    def probe_body(self) -> bytes:
+        return self._body([{"role": "user", "content": "Hi"}], {"max_tokens": 1}, False)
+
     # -- the backend interface -------------------------------------------------------------------------
     async def chat(self, messages: Sequence[ChatMessage], **options: Any) -> str:
         deadline = Deadline(self.timeouts, streaming=False)
-        raw = await self._request_json("POST", "/api/chat", self._body(messages, options, False), deadline)
-        text, message = _content(loads(raw))
-        if not text and message.get("tool_calls"):
-            raise LLMError("the LLM's answer has no text (it called a tool)")
+        try:
+            raw = await self._request_json(
+                "POST", "/api/chat", self._body(messages, options, False), deadline
+            )
+            text, message = _content(loads(raw))
+            if not text and message.get("tool_calls"):
+                raise LLMError("the LLM's answer has no text (it called a tool)")
+        except LLMError as exc:
+            self.count_error(exc)
+            raise
         self.observe_answer(deadline)
         return text
 
@@ -213,11 +226,8 @@ class OllamaBackend(HTTPBackend):
         data = await self._probe("/api/tags")
         items = data.get("models") if isinstance(data, dict) else None
         if not isinstance(items, list):
-            raise LLMError("the LLM's model list has no 'models' list")
+            raise self.not_a_model_list("no 'models' list")
         return [str(m.get("name") or m.get("model")) for m in items if isinstance(m, dict)]
-
-    async def ping(self) -> None:
-        await self._ping("/api/tags")
 
     # -- the relay: OpenAI request in, OpenAI wire format out ------------------------------------------
     def _relay_body(self, body: Mapping[str, Any], stream: bool) -> bytes:
@@ -230,9 +240,14 @@ class OllamaBackend(HTTPBackend):
 
     async def relay(self, body: Mapping[str, Any]) -> Relayed:
         deadline = Deadline(self.timeouts, streaming=False)
-        raw = await self._request_json("POST", "/api/chat", self._relay_body(body, False), deadline)
-        data = loads(raw)
-        text, message = _content(data)
+        request = self._relay_body(body, False)  # a client's body without messages is no upstream failure
+        try:
+            raw = await self._request_json("POST", "/api/chat", request, deadline)
+            data = loads(raw)
+            text, message = _content(data)
+        except LLMError as exc:
+            self.count_error(exc)
+            raise
         calls = _calls(message)
         answer = chat_completion(
             str(data.get("model") or self.model),
@@ -269,8 +284,13 @@ class OllamaBackend(HTTPBackend):
                     yield RelayChunk(b"".join(events), "".join(t for t, _ in batch))
 
     # -- NDJSON ----------------------------------------------------------------------------------------
-    async def _lines(self, body: bytes) -> AsyncGenerator[list[tuple[str, dict[str, Any]]], None]:
-        """(text delta, object) per NDJSON line, in batches (one network read), the last with ``done``."""
+    def _lines(self, body: bytes) -> AsyncGenerator[list[tuple[str, dict[str, Any]]], None]:
+        """(text delta, object) per NDJSON line, in batches (one network read), the last with ``done``;
+        a failure is counted once, by kind."""
+        return self.counted(self._raw_lines(body))
+
+    async def _raw_lines(self, body: bytes) -> AsyncGenerator[list[tuple[str, dict[str, Any]]], None]:
+        """The lines, uncounted."""
         deadline = Deadline(self.timeouts, streaming=True)
         resp = await self._send("POST", self._chat_url, body, deadline)
         reader = self.lines(resp, deadline)

@@ -32,6 +32,10 @@ Batch = tuple[bytes, list[ChunkInfo]]  # the events as they came (to relay) and 
 
 
 class OpenAIBackend(HTTPBackend):
+    api = "openai"
+    models_path = "/models"
+    chat_path = "/chat/completions"
+
     def __init__(
         self,
         url: str,
@@ -53,13 +57,20 @@ class OpenAIBackend(HTTPBackend):
     def _relay_body(self, body: Mapping[str, Any], stream: bool) -> bytes:
         return dumps({**body, "model": body.get("model") or self.model, "stream": stream})
 
+    def probe_body(self) -> bytes:
+        return self._body([{"role": "user", "content": "Hi"}], {"max_tokens": 1}, False)
+
     # -- the backend interface -------------------------------------------------------------------------
     async def chat(self, messages: Sequence[ChatMessage], **options: Any) -> str:
         deadline = Deadline(self.timeouts, streaming=False)
-        raw = await self._request_json(
-            "POST", "/chat/completions", self._body(messages, options, False), deadline
-        )
-        text = read_completion(loads(raw), strict=True).text
+        try:
+            raw = await self._request_json(
+                "POST", "/chat/completions", self._body(messages, options, False), deadline
+            )
+            text = read_completion(loads(raw), strict=True).text
+        except LLMError as exc:
+            self.count_error(exc)
+            raise
         self.observe_answer(deadline)
         return text
 
@@ -106,18 +117,21 @@ class OpenAIBackend(HTTPBackend):
         data = await self._probe("/models")
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
-            raise LLMError("the LLM's model list has no 'data' list")
+            raise self.not_a_model_list("no 'data' list")
         return [str(m["id"]) for m in items if isinstance(m, dict) and "id" in m]
-
-    async def ping(self) -> None:
-        await self._ping("/models")
 
     # -- the relay -------------------------------------------------------------------------------------
     async def relay(self, body: Mapping[str, Any]) -> Relayed:
         """The upstream's JSON answer, unchanged; tool calls pass (their text is "")."""
         deadline = Deadline(self.timeouts, streaming=False)
-        raw = await self._request_json("POST", "/chat/completions", self._relay_body(body, False), deadline)
-        text = read_completion(loads(raw), strict=False).text
+        try:
+            raw = await self._request_json(
+                "POST", "/chat/completions", self._relay_body(body, False), deadline
+            )
+            text = read_completion(loads(raw), strict=False).text
+        except LLMError as exc:
+            self.count_error(exc)
+            raise
         self.observe_answer(deadline)
         return Relayed(raw, text)
 
@@ -128,8 +142,13 @@ class OpenAIBackend(HTTPBackend):
                 yield RelayChunk(events, "".join(i.text for i in infos))
 
     # -- SSE -------------------------------------------------------------------------------------------
-    async def _events(self, body: bytes) -> AsyncGenerator[Batch, None]:
-        """The upstream's events in batches (all that came in one read), the last batch ending with [DONE].
+    def _events(self, body: bytes) -> AsyncGenerator[Batch, None]:
+        """The upstream's events in batches (all that came in one read), the last batch ending with [DONE];
+        a failure is counted once, by kind."""
+        return self.counted(self._raw_events(body))
+
+    async def _raw_events(self, body: bytes) -> AsyncGenerator[Batch, None]:
+        """The events, uncounted.
 
         Events before the model's first output (the role-only one) are held and sent with it: the caller's
         first batch then means "the answer has started", and a relay saves a write before the first token.

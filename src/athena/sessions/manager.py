@@ -136,7 +136,7 @@ class SessionManager:
                 replaces=got.ended.id if got.ended else None,
             )
         else:
-            log.info("session.found", device=device, session_id=session.id, turns=session.turns)
+            log.debug("session.found", device=device, session_id=session.id, turns=session.turns)
         return session
 
     async def active(self, device: str) -> Session | None:

@@ -1,15 +1,20 @@
-"""Session stores, chosen by URL: `sqlite:///path`, `redis://host:port/db[?prefix=name]`, `memory://`."""
+"""Session stores, chosen by URL: `sqlite:///path`, `redis://host:port/db[?prefix=name]`,
+`redis+cluster://host:port[?prefix=name]` (a Redis Cluster, one seed node), `memory://`."""
 
 from __future__ import annotations
 
-from athena.stores.base import Acquired, SessionGone, Store, StoreError
+from athena.stores.base import Acquired, SessionGone, Store, StoreDegraded, StoreError
 
-__all__ = ["Acquired", "SessionGone", "Store", "StoreError", "create_store", "store_kind"]
+__all__ = [
+    "Acquired", "SessionGone", "Store", "StoreDegraded", "StoreError", "create_store", "store_kind",
+]
 
 
 def store_kind(url: str) -> str:
-    """"sqlite", "redis" or "memory", as /athena/info reports it."""
+    """"sqlite", "redis", "redis-cluster" or "memory", as /athena/info reports it."""
     scheme = url.split(":", 1)[0]
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        return "redis-cluster"
     return "redis" if scheme in ("redis", "rediss") else scheme
 
 
@@ -24,7 +29,7 @@ def create_store(url: str) -> Store:
         from athena.stores.sqlite import SQLiteStore
 
         return SQLiteStore.from_url(url)
-    if kind == "redis":
+    if kind in ("redis", "redis-cluster"):
         from athena.stores.redis import RedisStore
 
         return RedisStore.from_url(url)

@@ -18,6 +18,11 @@ class StoreError(Exception):
     """The store cannot be reached or failed; the turn cannot be served from it."""
 
 
+class StoreDegraded(StoreError):
+    """Raised by `ping()` only: the store serves some devices but not all (a Redis Cluster node is down).
+    Readiness stays ready and reports it; the turns it cannot serve fail with a StoreError of their own."""
+
+
 class SessionGone(StoreError):
     """The session was replaced or cleared while a turn was running (e.g. "start over" from elsewhere)."""
 
