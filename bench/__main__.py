@@ -11,6 +11,7 @@ BENCHES = (
     "bench.bench_stream",
     "bench.bench_wyoming",
     "bench.bench_local",
+    "bench.bench_tools",
     "bench.bench_llama",
     "bench.bench_console",
 )

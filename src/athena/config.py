@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
@@ -81,6 +82,62 @@ class DevicePolicy(BaseModel):
     system_prompt: str | None = None
     language: str | None = None
     status: Literal["allowed", "blocked"] | None = None
+
+
+RESERVED_TOOL_SERVERS = ("home_assistant",)  # HA's own tools go by this name
+
+
+def glob_list(value: Any) -> Any:
+    """ "HassTurnOn, HassTurnOff" or '["HassTurnOn", "HassTurnOff"]' → a list of globs."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+Globs = Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], NoDecode]
+
+
+class MCPServerSettings(BaseModel):
+    """One tool server of ATHENA_MCP_SERVERS."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")  # its tools reach the model as <name>__<tool>
+    url: str
+    transport: Literal["streamable_http", "sse"] = "streamable_http"
+    headers: dict[str, SecretStr] = Field(default_factory=dict)  # sent with every request
+    token: SecretStr | None = None  # shorthand for headers {"Authorization": "Bearer <token>"}
+    allow: list[str] = Field(default_factory=lambda: ["*"])  # globs over the server's own tool names
+    deny: list[str] = Field(default_factory=list)  # wins over allow
+    timeout: PositiveFloat | None = None  # per call; default ATHENA_TOOL_TIMEOUT
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        check_http_url(v)
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v in RESERVED_TOOL_SERVERS:
+            raise ValueError(f"the tool server name {v!r} is Home Assistant's own; choose another")
+        return v
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> MCPServerSettings:
+        if self.token is not None and any(k.lower() == "authorization" for k in self.headers):
+            raise ValueError(f"tool server {self.name!r}: set token or an Authorization header, not both")
+        return self
+
+    def request_headers(self) -> dict[str, str]:
+        out = {k: v.get_secret_value() for k, v in self.headers.items()}
+        if self.token is not None:
+            out["Authorization"] = f"Bearer {self.token.get_secret_value()}"
+        return out
 
 
 class Settings(BaseSettings):
@@ -142,6 +199,19 @@ class Settings(BaseSettings):
     ha_token: SecretStr | None = None
     ha_registry_refresh: PositiveFloat = 300.0
 
+    # Tools (issue 9): what the LLM may call, over MCP. Home Assistant's own MCP server (its "Model Context
+    # Protocol Server" integration) whenever ATHENA_HA_URL/TOKEN are set, offering only assistant-level tools
+    # by default (never HA's admin tools); more servers from ATHENA_MCP_SERVERS, a JSON list of
+    # {"name", "url", "transport", "headers" | "token", "allow", "deny", "timeout"}.
+    mcp_ha: bool = True  # false: no HA tools even with ATHENA_HA_URL set
+    # Globs over HA's tool names replacing the built-in allow / deny lists (tools/policy.py); deny wins.
+    mcp_ha_allow: Globs | None = None
+    mcp_ha_deny: Globs | None = None
+    mcp_servers: list[MCPServerSettings] = Field(default_factory=list)
+    mcp_refresh: PositiveFloat = 300.0  # seconds between tool-list refreshes (HA's registry events: sooner)
+    tool_timeout: PositiveFloat = 10.0  # one tool call, unless its server sets its own
+    tool_result_chars: int = Field(6_000, ge=200, le=200_000)  # of a result the model reads; cut beyond
+
     # Wyoming (issue 13): a `handle` service HA's Wyoming integration adds as a conversation agent. Off unless
     # a port is set: "10300" listens on ATHENA_HOST, "tcp://0.0.0.0:10300" anywhere (the form Wyoming services
     # take). No token applies (HA's Wyoming client has none): bind it to the LAN, or restrict peers.
@@ -191,6 +261,19 @@ class Settings(BaseSettings):
         if v:
             wyoming_networks(v)
         return v or None
+
+    @field_validator("mcp_ha_allow", "mcp_ha_deny", mode="before")
+    @classmethod
+    def _globs(cls, v: Any) -> Any:
+        return glob_list(v)
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _unique_servers(cls, v: list[MCPServerSettings]) -> list[MCPServerSettings]:
+        names = [s.name for s in v]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"tool server names must be unique: {', '.join(dupes)} given twice")
+        return v
 
     @field_validator("time_zone")
     @classmethod

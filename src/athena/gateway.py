@@ -36,6 +36,7 @@ from athena.llm import (
 from athena.local import LocalPath
 from athena.sessions.manager import DeviceRule, SessionManager, SessionPolicy
 from athena.stores import Retention, StoreDegraded, StoreError, create_store, store_kind
+from athena.tools import HA_POLICY, HOME_ASSISTANT, HomeAssistantTools, MCPToolbox, ToolPolicy, ToolServer
 from athena.turns import Turn
 
 log = structlog.get_logger("athena")
@@ -140,6 +141,68 @@ def _area_of(ha: HAClient | None) -> Callable[[Turn], str | None] | None:
     return area_of
 
 
+def toolbox(settings: Settings, ha: HAClient | None) -> MCPToolbox | None:
+    """HA's own MCP server (when HA is configured and ATHENA_MCP_HA is on) and ATHENA_MCP_SERVERS; None when
+    there is neither. Not yet opened."""
+    servers: list[ToolServer] = []
+    if ha is not None and settings.mcp_ha and settings.ha_url and settings.ha_token:
+        servers.append(
+            HomeAssistantTools(
+                settings.ha_url,
+                settings.ha_token.get_secret_value(),
+                policy=ToolPolicy.of(settings.mcp_ha_allow, settings.mcp_ha_deny, default=HA_POLICY),
+                refresh=settings.mcp_refresh,
+                scripts=_exposed_scripts(ha),
+            )
+        )
+    for spec in settings.mcp_servers:
+        servers.append(
+            ToolServer(
+                spec.name,
+                spec.url,
+                spec.transport,
+                headers=spec.request_headers(),
+                policy=ToolPolicy(tuple(spec.allow), tuple(spec.deny)),
+                timeout=spec.timeout,
+                refresh=settings.mcp_refresh,
+            )
+        )
+    if not servers:
+        return None
+    return MCPToolbox(servers, timeout=settings.tool_timeout, result_chars=settings.tool_result_chars)
+
+
+def _exposed_scripts(ha: HAClient) -> Callable[[], frozenset[str]]:
+    """The object ids of the scripts exposed to Assist (HA before 2026.7 names their tools by them)."""
+    cache: dict[int, frozenset[str]] = {}
+
+    def scripts() -> frozenset[str]:
+        home = ha.home
+        if home.version not in cache:
+            cache.clear()
+            cache[home.version] = frozenset(
+                e.entity_id.split(".", 1)[1] for e in home.entities.values() if e.domain == "script"
+            )
+        return cache[home.version]
+
+    return scripts
+
+
+def _follow_home(ha: HAClient, box: MCPToolbox) -> None:
+    """HA lists other tools when exposure or its integrations change (and after it restarts): list again.
+    Registered before HA's WebSocket starts (its subscriptions are made on every connect)."""
+
+    def changed(_event: dict[str, Any]) -> None:
+        box.refresh_soon(HOME_ASSISTANT)
+
+    async def reconnected() -> None:
+        box.refresh_soon(HOME_ASSISTANT)
+
+    for event_type in ("entity_registry_updated", "component_loaded"):  # both allowed for non-admin users
+        ha.ws.on_event(event_type, changed)
+    ha.ws.on_connect(reconnected)
+
+
 # -- the running gateway -------------------------------------------------------------------------------
 class Gateway:
     """One per process. `start()` opens the store, the LLM backend, Home Assistant and the local path (in
@@ -152,6 +215,7 @@ class Gateway:
         self.instance_id = instance_id(settings)
         self._engine: Engine | None = None
         self.local: LocalPath | None = None
+        self.toolbox: MCPToolbox | None = None  # the LLM's tools (MCP servers), when any are configured
         self._stack = contextlib.AsyncExitStack()
         self.probe: Probe | None = None  # readiness, set by start()
         self.llm_parts: dict[str, LLMBackend] = {}  # "llm" (the primary) and "llm_fallback", probed apart
@@ -177,13 +241,21 @@ class Gateway:
             await llm.open()
             stack.push_async_callback(llm.close)
             ha = ha_client(settings)
+            box = self.toolbox = toolbox(settings, ha)
+            if box is not None:
+                stack.push_async_callback(box.close)
+                if ha is not None:
+                    _follow_home(ha, box)
             if ha is not None:
                 stack.push_async_callback(ha.close)
                 # Parse the intent templates while HA connects: the first recognition would cost ~300 ms.
                 catalog, _ = await asyncio.gather(LocalPath.warm_catalog(), ha.open())
-                self.local = await LocalPath.start(ha, catalog)
+                # The tool servers connect while the local path starts (HA's scripts need its registry).
+                local, _ = await asyncio.gather(LocalPath.start(ha, catalog), _open(box))
+                self.local = local
             else:
-                self.local = LocalPath.off("ATHENA_HA_URL and ATHENA_HA_TOKEN are not set")
+                local = self.local = LocalPath.off("ATHENA_HA_URL and ATHENA_HA_TOKEN are not set")
+                await _open(box)
         except (StoreError, LLMError, OSError, ValueError) as exc:
             await stack.aclose()
             raise GatewayStartError(str(exc) or type(exc).__name__) from exc
@@ -191,9 +263,9 @@ class Gateway:
             await stack.aclose()
             raise
         self._engine = Engine(
-            sessions, llm, handlers=self.local.handlers, prompt=prompt_settings(settings),
+            sessions, llm, handlers=local.handlers, prompt=prompt_settings(settings),
             max_tokens=settings.llm_max_tokens or None, tool_rounds=settings.tool_rounds,
-            answer_deadline=settings.answer_deadline, area_of=_area_of(ha),
+            answer_deadline=settings.answer_deadline, area_of=_area_of(ha), toolbox=self.toolbox,
         )
         self.llm_parts = llm_parts(llm)
         self.probe = Probe({"store": sessions.ping, **{name: b.ping for name, b in self.llm_parts.items()}})
@@ -202,8 +274,15 @@ class Gateway:
             version=__version__,
             store=self.store_kind,
             llm=f"{llm.name} {llm.model}",
-            local_path=self.local.status(),
+            local_path=local.status(),
+            tools=self.tools_summary(),
         )
+
+    def tools_summary(self) -> dict[str, Any] | str:
+        """{server: state} for the start-up line; "off" without tool servers."""
+        if self.toolbox is None:
+            return "off"
+        return {name: s["state"] for name, s in self.toolbox.status()["servers"].items()}
 
     async def close(self) -> None:
         self._engine = None
@@ -269,6 +348,11 @@ class Readiness:
 
     def reason(self) -> str:
         return "; ".join(f"{name}: {error}" for name, error in self.failed.items())
+
+
+async def _open(box: MCPToolbox | None) -> None:
+    if box is not None:
+        await box.open()
 
 
 class Probe:

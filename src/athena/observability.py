@@ -66,6 +66,21 @@ LOCAL_SECONDS = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
 
+# Tools (MCP servers). tool: the name the model sees; server: "home_assistant" or an ATHENA_MCP_SERVERS name.
+# outcome: ok | tool_error | invalid_arguments | timeout | server_down | unknown_tool
+TOOL_CALLS = Counter("athena_tool_calls_total", "Tool calls, by tool and outcome", ["tool", "outcome"])
+TOOL_SECONDS = Histogram(
+    "athena_tool_call_seconds",
+    "Tool call time (validation, the server's answer, bounding the result)",
+    ["tool"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+TOOL_SERVER_UP = Gauge("athena_tool_server_up", "1 while a tool server is connected and listed", ["server"])
+TOOL_SERVER_DOWN = Counter(
+    "athena_tool_server_down_total", "Times a tool server went down (HA: or is not set up)", ["server"]
+)
+TOOLS_OFFERED = Gauge("athena_tools_offered", "Tools offered to the model, by server", ["server"])
+
 
 def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     """structlog over stdlib logging, so uvicorn's and libraries' records share one format."""
@@ -93,3 +108,8 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The MCP SDK's HTTP client logs every request at INFO, and the SDK a traceback for every connection a
+    # tool server drops; Athena's own tools.* lines say what happened in one line each.
+    quiet = logging.getLevelName(level) > logging.DEBUG
+    logging.getLogger("httpx2").setLevel(logging.WARNING if quiet else logging.NOTSET)
+    logging.getLogger("mcp").setLevel(logging.CRITICAL if quiet else logging.NOTSET)

@@ -47,6 +47,7 @@ async def summary(request: Request) -> Response:
     for name, backend in gw.llm_parts.items():  # "llm" is the primary's own result, "llm_fallback" apart
         body[name] = {"api": backend.name, "model": backend.model, **result.checks[name]}
     body["local_path"] = gw.local.status()
+    body["tools"] = gw.toolbox.status() if gw.toolbox is not None else {"enabled": False}
     return json_response(body, 200 if result.ready else 503)
 
 
