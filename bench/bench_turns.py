@@ -24,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.bench_gateway import cpu_seconds  # noqa: E402
 from tests.support.gateway import GatewayProcess  # noqa: E402
 from tests.support.redis_server import start_redis_server  # noqa: E402
 
@@ -97,13 +98,15 @@ def run(store: str, url: str, upstream: str, seconds: float) -> dict[str, float]
         auth = f'["Authorization"] = "Bearer {gw.token}"'
         turns = LUA % (DEVICES, gw.token, "/ha/conversation")
         wrk(gw.url, turns, 16, min(3.0, seconds))  # warm-up: sessions exist, caches filled
+        cpu = cpu_seconds(gw.proc.pid)
         rate, _ = wrk(gw.url, turns, 16, seconds)
+        cpu_ms = (cpu_seconds(gw.proc.pid) - cpu) / (rate * seconds) * 1000  # the gateway's CPU per turn
         _, p50 = wrk(gw.url, turns, 1, seconds / 2)
         relay_rate, relay_p50 = (0.0, 0.0)
         if store == "memory":
             relay_rate, _ = wrk(gw.url, RELAY_LUA % auth, 16, seconds)
             _, relay_p50 = wrk(gw.url, RELAY_LUA % auth, 1, seconds / 2)
-    return {"rate": rate, "p50": p50, "relay_rate": relay_rate, "relay_p50": relay_p50}
+    return {"rate": rate, "p50": p50, "relay_rate": relay_rate, "relay_p50": relay_p50, "cpu_ms": cpu_ms}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         verdict = f"  target {target}: {'OK' if r['rate'] >= target else 'MISS'}" if target else ""
         print(f"  /ha/conversation, {store:7}        {r['rate']:8.0f} turns/s "
               f"({r['rate'] / relay['relay_rate']:.2f}x relay)   p50 {r['p50']:6.2f} ms "
-              f"(+{r['p50'] - llm_p50:.2f} over the LLM){verdict}")
+              f"(+{r['p50'] - llm_p50:.2f} over the LLM)   cpu {r['cpu_ms']:.2f} ms/turn{verdict}")
     return 0
 
 
