@@ -9,6 +9,7 @@ BENCHES = (
     "bench.bench_store",
     "bench.bench_gateway",
     "bench.bench_stream",
+    "bench.bench_turns",
     "bench.bench_wyoming",
     "bench.bench_local",
     "bench.bench_tools",

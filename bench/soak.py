@@ -8,7 +8,7 @@ Midway the LLM answers HTTP 500 for 30 s; on Redis, the server is also restarted
 
 Reported per store: turns served, p50/p99 latency per minute, the gateway's RSS at start and end, errors by
 reason, and the store against what the schedule implies: every live session holds exactly the turns that were
-answered in it (nothing lost), and no session the schedule left idle past its timeout is still there.
+kept in it (nothing lost), and no session the schedule left idle past its timeout is still there.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Device:
 
     name: str
     session: str | None = None
-    answered: int = 0  # turns answered (and so saved) in `session`
+    kept: int = 0  # turns kept in `session`: answered ones, and failed ones (the question and the error)
     last: float = 0.0  # when its last turn ended (wall clock)
 
 
@@ -97,17 +97,19 @@ async def conversation(http: aiohttp.ClientSession, gw: GatewayProcess, run: Run
             session = body["conversation_id"]
             if response["response_type"] == "error":
                 run.outcomes[f"error:{response['speech']['plain']['speech'][:40]}"] += 1
-                # nothing saved; the session may still have been created or found (no id: the store was down)
+                # The question and the error are kept (no session id: the store was down, nothing was).
                 if session and session != dev.session:
-                    dev.session, dev.answered = session, 0
+                    dev.session, dev.kept = session, 0
+                if session:
+                    dev.kept += 1
             elif text == "start over":
                 run.outcomes["reset"] += 1
-                dev.session, dev.answered = session, 0
+                dev.session, dev.kept = session, 0
             else:
                 run.outcomes["answered"] += 1
                 if session != dev.session:  # expired (or first): a new session
-                    dev.session, dev.answered = session, 0
-                dev.answered += 1
+                    dev.session, dev.kept = session, 0
+                dev.kept += 1
             if session:  # the turn reached the store (and so touched the session)
                 dev.last = time.time()
             await nap(rng.uniform(1, 8), until)
@@ -244,9 +246,9 @@ async def check_books(http: aiohttp.ClientSession, gw: GatewayProcess, run: Run)
             continue
         async with http.get(f"{gw.url}/athena/sessions/{dev.name}", headers=auth) as resp:
             messages = (await resp.json())["messages"]
-        books["live, complete" if len(messages) == 2 * dev.answered else "live, WRONG COUNT"] += 1
+        books["live, complete" if len(messages) == 2 * dev.kept else "live, WRONG COUNT"] += 1
         books["messages"] += len(messages)
-        books["messages expected"] += 2 * dev.answered
+        books["messages expected"] += 2 * dev.kept
     return dict(books)
 
 
