@@ -6,6 +6,8 @@ connection for the latency; the same gateway relaying `POST /v1/chat/completions
 baseline, and the fake LLM called directly shows what the LLM itself costs. The fake answers in one event, as
 the gateway's own cost per turn is what is measured here (a real model's tokens arrive far slower than this).
 Targets (issue 12): Redis ≥ 2,000 turns/s, SQLite ≥ 1,500, p50 ≤ +1 ms over the LLM at one connection.
+`--against REV` also runs the gateway of an earlier commit (a git worktree of it) in the same run, store by
+store, and reports the ratios: on a shared machine that comparison holds where absolute numbers drift.
 """
 
 from __future__ import annotations
@@ -87,12 +89,12 @@ def fake_llm() -> tuple[subprocess.Popen[str], str]:
     return proc, url
 
 
-def run(store: str, url: str, upstream: str, seconds: float) -> dict[str, float]:
+def run(store: str, url: str, upstream: str, seconds: float, src: Path = REPO / "src") -> dict[str, float]:
     env = {
         "ATHENA_LLM_URL": upstream + "/v1", "ATHENA_STORE_URL": url, "ATHENA_LOG_LEVEL": "INFO",
         "ATHENA_LOG_FORMAT": "json",
     }
-    with GatewayProcess(env) as gw:
+    with GatewayProcess(env, src=src) as gw:
         assert gw.proc is not None
         pin(gw.proc.pid, 0)
         auth = f'["Authorization"] = "Bearer {gw.token}"'
@@ -112,6 +114,7 @@ def run(store: str, url: str, upstream: str, seconds: float) -> dict[str, float]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_turns", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--against", metavar="REV", help="also measure this commit's gateway, e.g. d25be8a")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("bench_turns: skipped (no wrk: apt-get install wrk)")
@@ -121,17 +124,29 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.mkdtemp(prefix="athena-bench-turns-")
     redis_url, redis, redis_dir = start_redis_server("redis-server")
     pin(redis.pid, 1)
+    earlier = Path(tmp) / "earlier"
+    git = ["git", "-C", str(REPO), "worktree"]
+    if args.against:
+        subprocess.run([*git, "add", "-q", "--detach", str(earlier), args.against], check=True)
+    stores = {  # each gateway its own database: an earlier one's schema may differ
+        "memory": lambda name: "memory://",
+        "sqlite": lambda name: f"sqlite:///{tmp}/{name}.db",
+        "redis": lambda name: f"{redis_url}?prefix={name}",
+    }
+    before: dict[str, dict[str, float]] = {}
     try:
         llm_rate, llm_p50 = wrk(upstream, RELAY_LUA % "", 16, seconds)
         _, llm_p50 = wrk(upstream, RELAY_LUA % "", 1, seconds / 2)
-        results = {
-            "memory": run("memory", "memory://", upstream, seconds),
-            "sqlite": run("sqlite", f"sqlite:///{tmp}/athena.db", upstream, seconds),
-            "redis": run("redis", redis_url + "?prefix=bench", upstream, seconds),
-        }
+        results = {}
+        for store, url in stores.items():  # earlier and now back to back, so both see the same machine
+            if args.against:
+                before[store] = run(store, url("before"), upstream, seconds, earlier / "src")
+            results[store] = run(store, url("now"), upstream, seconds)
     finally:
         fake.terminate()
         redis.terminate()
+        if args.against:
+            subprocess.run([*git, "remove", "--force", str(earlier)], check=False)
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(redis_dir, ignore_errors=True)
     relay = results["memory"]
@@ -146,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  /ha/conversation, {store:7}        {r['rate']:8.0f} turns/s "
               f"({r['rate'] / relay['relay_rate']:.2f}x relay)   p50 {r['p50']:6.2f} ms "
               f"(+{r['p50'] - llm_p50:.2f} over the LLM)   cpu {r['cpu_ms']:.2f} ms/turn{verdict}")
+    for store, b in before.items():
+        r, rev = results[store], args.against
+        print(f"  {store:7} now / {rev}: {r['rate'] / b['rate']:.2f}x turns/s ({b['rate']:.0f} then), "
+              f"p50 {r['p50']:.2f} vs {b['p50']:.2f} ms, cpu {r['cpu_ms']:.2f} vs {b['cpu_ms']:.2f} ms/turn")
     return 0
 
 

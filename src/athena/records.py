@@ -168,38 +168,37 @@ class MessageMeta:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> MessageMeta:
-        """Tolerant: unknown keys are ignored, so records written by another version still load."""
+        """Tolerant: unknown keys and values of the wrong type are ignored, so records written by another
+        version still load. Walks the keys present (a turn reads its whole history through here)."""
         if not raw:
             return EMPTY_META
-        local = _mapping(raw.get("local"))  # the 0.1 layout kept these three in a "local" object
-        calls = raw.get("tool_calls")
-        return cls(
-            device=_str(raw.get("device")),
-            path=_str(raw.get("path")),
-            latency_ms=_num(raw.get("latency_ms")),
-            backend=_str(raw.get("backend")),
-            model=_str(raw.get("model")),
-            finish_reason=_str(raw.get("finish_reason")),
-            source=_str(raw.get("source")),
-            intent=IntentMemory.from_dict(raw.get("intent")),
-            follow_up=_str(raw.get("follow_up", local.get("follow_up"))),
-            recognize_ms=_num(raw.get("recognize_ms", local.get("recognize_ms"))),
-            ha_ms=_num(raw.get("ha_ms", local.get("ha_ms"))),
-            tool_calls=tuple(
-                ToolCall(str(c.get("id", "")), str(c.get("name", "")), str(c.get("arguments") or "{}"))
-                for c in calls if isinstance(c, Mapping)
-            ) if isinstance(calls, list) else (),
-            tool_call_id=_str(raw.get("tool_call_id")),
-            tool_name=_str(raw.get("tool_name")),
-            error=_str(raw.get("error")),
-        )
+        if isinstance(local := raw.get("local"), Mapping):  # the 0.1 layout kept three fields in "local"
+            raw = {k: v for k, v in local.items() if k in _LEGACY_LOCAL} | dict(raw)
+        kw: dict[str, Any] = {}
+        for key, value in raw.items():
+            kind = _META_KINDS.get(key)
+            if kind is str:
+                if isinstance(value, str):
+                    kw[key] = value
+            elif kind is float:
+                if (number := _num(value)) is not None:
+                    kw[key] = number
+            elif key == "intent":
+                kw[key] = IntentMemory.from_dict(value)
+            elif key == "tool_calls" and isinstance(value, list):
+                kw[key] = tuple(
+                    ToolCall(str(c.get("id", "")), str(c.get("name", "")), str(c.get("arguments") or "{}"))
+                    for c in value if isinstance(c, Mapping)
+                )
+        return cls(**kw)
 
 
 EMPTY_META = MessageMeta()
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+_LEGACY_LOCAL = ("follow_up", "recognize_ms", "ha_ms")
+_META_KINDS: dict[str, type] = {  # MessageMeta's plain fields by the type of their value
+    f.name: str if f.type == "str | None" else float
+    for f in fields(MessageMeta) if f.type in ("str | None", "float | None")
+}
 
 
 def _str(value: Any) -> str | None:

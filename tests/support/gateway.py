@@ -43,8 +43,10 @@ class GatewayProcess:
         python: str = sys.executable,
         *,
         startup_timeout: float = 30.0,
+        src: Path = REPO / "src",
     ) -> None:
         self._extra = dict(env or {})
+        self.src = src  # whose gateway runs: another checkout's src/ for a before/after benchmark
         self.python = python
         self.startup_timeout = startup_timeout
         self.port = free_port()
@@ -74,7 +76,7 @@ class GatewayProcess:
             }
         )
         # The gateway package may not be installed in the caller's interpreter; src/ on the path covers both.
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.src), env.get("PYTHONPATH", "")) if p)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [self.python, "-m", "athena", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
