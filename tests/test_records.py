@@ -33,6 +33,7 @@ def test_unknown_keys_and_wrong_types_are_ignored() -> None:
 
 
 def test_the_0_1_layout_loads_and_top_level_keys_win() -> None:
-    raw = {"path": "local", "local": {"follow_up": "off", "ha_ms": 3, "recognize_ms": 2, "other": 1}, "ha_ms": 5}
+    local = {"follow_up": "off", "ha_ms": 3, "recognize_ms": 2, "other": 1}
+    raw = {"path": "local", "local": local, "ha_ms": 5}
     meta = MessageMeta.from_dict(raw)
     assert (meta.follow_up, meta.recognize_ms, meta.ha_ms, meta.path) == ("off", 2.0, 5.0, "local")
