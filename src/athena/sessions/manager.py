@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,10 +43,12 @@ def estimate_tokens(value: object) -> int:
     """A rough token count (4 characters a token) of a text, a message or anything JSON: good enough to keep
     a prompt within a budget."""
     if isinstance(value, str):
-        return math.ceil(len(value) / 4)
-    if isinstance(value, Message):
-        calls = value.meta.tool_calls
-        return estimate_tokens(value.content) + sum(estimate_tokens(c.arguments) for c in calls)
+        return -(-len(value) // 4)
+    if isinstance(value, Message):  # every message of every turn's history: kept cheap
+        tokens = -(-len(value.content) // 4)
+        for call in value.meta.tool_calls:
+            tokens += -(-len(call.arguments) // 4)
+        return tokens
     if isinstance(value, list | tuple):
         return sum(estimate_tokens(v) for v in value)
     if isinstance(value, Mapping):
