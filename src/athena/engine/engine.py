@@ -28,9 +28,6 @@ from athena.llm.base import (
     LLMContextOverflow,
     LLMError,
     LLMHTTPError,
-    LLMModelMissing,
-    LLMTimeout,
-    LLMWrongEndpoint,
     RelayChunk,
     Relayed,
 )
@@ -107,15 +104,14 @@ def wants_follow_up(answer: str) -> bool:
     return answer.rstrip(_QUOTES).endswith("?")
 
 
+_LLM_FAILURES: dict[str, Failure] = {
+    "timeout": "llm_timeout", "model_missing": "llm_model_missing", "wrong_endpoint": "llm_misconfigured",
+}
+
+
 def failure_of(exc: BaseException) -> Failure:
-    if isinstance(exc, LLMTimeout):
-        return "llm_timeout"
-    if isinstance(exc, LLMModelMissing):
-        return "llm_model_missing"
-    if isinstance(exc, LLMWrongEndpoint):
-        return "llm_misconfigured"
     if isinstance(exc, LLMError):
-        return "llm_error"
+        return _LLM_FAILURES.get(exc.kind, "llm_error")
     if isinstance(exc, StoreError):
         return "store"
     return "internal"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from athena.records import ToolCall
 from athena.turns import Usage
@@ -13,19 +13,27 @@ ChatMessage = Mapping[str, Any]  # {"role": ..., "content": ...} in OpenAI's for
 
 
 class LLMError(Exception):
-    """The backend failed: unreachable, HTTP error, timeout, or an answer not following the protocol."""
+    """The backend failed: unreachable, HTTP error, timeout, or an answer not following the protocol.
+
+    `kind` names the failure for metrics (athena_llm_errors_total) and for what a voice user hears."""
+
+    kind: ClassVar[str] = "protocol"  # garbage, a cut-off stream, an answer that is not the wire format
 
 
 class LLMTimeout(LLMError):
-    pass
+    kind = "timeout"
 
 
 class LLMUnreachable(LLMError):
     """No connection to the backend (refused, no route, name not resolved)."""
 
+    kind = "unreachable"
+
 
 class LLMHTTPError(LLMError):
     """The backend answered with an HTTP error; a relay may pass ``status`` and ``body`` on to its client."""
+
+    kind = "http"
 
     def __init__(self, message: str, status: int, body: bytes = b"") -> None:
         super().__init__(message)
@@ -45,10 +53,14 @@ class LLMContextOverflow(LLMHTTPError):
 class LLMModelMissing(LLMHTTPError):
     """The server answers but does not serve the model asked for (not pulled, misspelt, not loaded)."""
 
+    kind = "model_missing"
+
 
 class LLMWrongEndpoint(LLMHTTPError):
     """The server answers, but not the API asked for: the URL's path or the API kind (openai/ollama) is
     wrong. A 404 page from a wrong path, or a 200 that is not the protocol at the model list."""
+
+    kind = "wrong_endpoint"
 
 
 @dataclass(frozen=True, slots=True)

@@ -417,7 +417,7 @@ class HTTPBackend:
 
     def count_error(self, exc: LLMError) -> None:
         """An answer failed (probes are not counted): athena_llm_errors_total{backend, kind}."""
-        self._errors[error_kind(exc)].inc()
+        self._errors[exc.kind].inc()
 
     async def counted(self, source: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
         """A streamed answer's items, its failure counted once (closing it early is no failure)."""
@@ -446,22 +446,8 @@ _MODEL_MISSING = re.compile(
 )
 
 
+# Every LLMError.kind.
 ERROR_KINDS = ("timeout", "unreachable", "model_missing", "wrong_endpoint", "http", "protocol")
-
-
-def error_kind(exc: LLMError) -> str:
-    """The `kind` label of athena_llm_errors_total."""
-    if isinstance(exc, LLMTimeout):
-        return "timeout"
-    if isinstance(exc, LLMUnreachable):
-        return "unreachable"
-    if isinstance(exc, LLMModelMissing):
-        return "model_missing"
-    if isinstance(exc, LLMWrongEndpoint):
-        return "wrong_endpoint"
-    if isinstance(exc, LLMHTTPError):
-        return "http"
-    return "protocol"  # garbage, a cut-off stream, an answer that is not the wire format
 
 
 def serves(served: list[str], model: str) -> bool:
