@@ -155,15 +155,15 @@ class MessageMeta:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name in _META_FIELDS:
+            value = getattr(self, name)
             if value is None or value == ():
                 continue
-            if f.name == "intent":
+            if name == "intent":
                 value = value.to_dict()
-            elif f.name == "tool_calls":
+            elif name == "tool_calls":
                 value = [c.to_dict() for c in value]
-            out[f.name] = value
+            out[name] = value
         return out
 
     @classmethod
@@ -194,6 +194,7 @@ class MessageMeta:
 
 
 EMPTY_META = MessageMeta()
+_META_FIELDS = tuple(f.name for f in fields(MessageMeta))
 _LEGACY_LOCAL = ("follow_up", "recognize_ms", "ha_ms")
 _META_KINDS: dict[str, type] = {  # MessageMeta's plain fields by the type of their value
     f.name: str if f.type == "str | None" else float

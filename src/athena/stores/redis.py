@@ -32,6 +32,7 @@ keys with usage rows that day).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -56,6 +57,7 @@ from athena.records import (
 )
 from athena.stores.base import (
     DAY,
+    PARSED_CACHE,
     Acquired,
     DeviceChanged,
     Retention,
@@ -824,6 +826,7 @@ def _decode_messages(raw: Sequence[Any]) -> list[Message]:
     return [_decode(item) for item in raw]
 
 
-def _decode(item: Any) -> Message:
+@functools.lru_cache(maxsize=PARSED_CACHE)  # see stored_meta
+def _decode(item: str | bytes) -> Message:
     d = orjson.loads(item)
     return Message(d["r"], d["c"], d["t"], MessageMeta.from_dict(d.get("m")))

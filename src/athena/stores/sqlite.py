@@ -24,18 +24,18 @@ from typing import Any, TypeVar
 import orjson
 
 from athena.records import (
+    EMPTY_META,
     DeviceRecord,
     DeviceSettings,
     EndedBy,
     Message,
-    MessageMeta,
     PastSession,
     Session,
     UsageRow,
     Visit,
     ended_by,
 )
-from athena.stores.base import Acquired, DeviceChanged, Retention, SessionGone, StoreError
+from athena.stores.base import Acquired, DeviceChanged, Retention, SessionGone, StoreError, stored_meta
 
 T = TypeVar("T")
 
@@ -477,7 +477,7 @@ def _messages(db: sqlite3.Connection, session_id: str, limit: int) -> list[Messa
         (session_id, limit),
     ).fetchall()
     return [
-        Message(r[0], r[1], r[2], MessageMeta.from_dict(orjson.loads(r[3]) if r[3] else None))
+        Message(r[0], r[1], r[2], stored_meta(r[3]) if r[3] else EMPTY_META)
         for r in reversed(rows)
     ]
 
