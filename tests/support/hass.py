@@ -71,7 +71,8 @@ logger:
   default: warning
 """
 
-# Runs with HA's own interpreter: HA's auth manager makes an owner with a long-lived access token.
+# Runs with HA's own interpreter: HA's auth manager makes an owner and a plain user (not an administrator, as
+# an operator would make for Athena), each with a long-lived access token.
 # 2026.x: the auth store reads the device registry, which must be set up and loaded first.
 _TOKEN_SCRIPT = r"""
 import asyncio, json, sys
@@ -87,17 +88,22 @@ async def main(config_dir):
         device_registry.async_setup(hass)
         await device_registry.async_load(hass)
     auth = await auth_manager_from_config(hass, [{"type": "homeassistant"}], [])
-    user = await auth._store.async_create_user(
-        "Athena Test", is_owner=True, is_active=True, system_generated=False, group_ids=["system-admin"]
-    )
-    refresh = await auth.async_create_refresh_token(
-        user, client_name="athena-tests", token_type=TOKEN_TYPE_LONG_LIVED_ACCESS_TOKEN,
-        access_token_expiration=timedelta(days=3650),
-    )
-    token = auth.async_create_access_token(refresh)
+
+    async def token(name, owner, group):
+        user = await auth._store.async_create_user(
+            name, is_owner=owner, is_active=True, system_generated=False, group_ids=[group]
+        )
+        refresh = await auth.async_create_refresh_token(
+            user, client_name="athena-tests", token_type=TOKEN_TYPE_LONG_LIVED_ACCESS_TOKEN,
+            access_token_expiration=timedelta(days=3650),
+        )
+        return auth.async_create_access_token(refresh)
+
+    tokens = {"token": await token("Athena Test", True, "system-admin"),
+              "user_token": await token("Athena Voice", False, "system-users")}
     store = auth._store
     await store._store.async_save(store._data_to_save())
-    print(json.dumps({"token": token, "user_id": user.id}))
+    print(json.dumps(tokens))
 
 asyncio.run(main(sys.argv[1]))
 """
@@ -198,7 +204,8 @@ def write_config(config_dir: Path, port: int, extra_yaml: str = "") -> None:
     (storage / "onboarding").write_text(json.dumps(onboarding))
 
 
-def make_token(config_dir: Path, rt: HassRuntime | None = None) -> str:
+def make_tokens(config_dir: Path, rt: HassRuntime | None = None) -> dict[str, str]:
+    """{"token": the owner's, "user_token": a non-administrator's}."""
     rt = rt or runtime("2025.4")
     out = subprocess.run(
         [*rt.python, "-c", _TOKEN_SCRIPT, rt.inside(config_dir)],
@@ -209,12 +216,14 @@ def make_token(config_dir: Path, rt: HassRuntime | None = None) -> str:
         check=False,
     )
     if out.returncode != 0:
-        raise RuntimeError(f"making the HA token failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])["token"]
+        raise RuntimeError(f"making the HA tokens failed:\n{out.stderr[-3000:]}")
+    tokens: dict[str, str] = json.loads(out.stdout.strip().splitlines()[-1])
+    return tokens
 
 
 class HassProcess:
-    """`hass -c DIR --skip-pip` on a free loopback port: `.url`, `.token`, `.config_dir`, `.version`, stop().
+    """`hass -c DIR --skip-pip` on a free loopback port: `.url`, `.token`, `.user_token`, `.config_dir`,
+    `.version`, stop().
 
     `version`: "2025.4" (default) or "current" (see the module's docstring); `.version` is what HA reports.
     `extra_yaml` is appended to configuration.yaml (e.g. "assist_pipeline:\n" for satellite-style runs).
@@ -244,7 +253,8 @@ class HassProcess:
         self.runtime.inside(self.config_dir)  # a dir outside the chroot's root fails here, not in hass
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.token = ""
+        self.token = ""  # the owner's (an administrator)
+        self.user_token = ""  # a user's who is not an administrator
         self.version = ""  # HA's own, once started
         self._startup_timeout = startup_timeout
         self._proc: subprocess.Popen[bytes] | None = None
@@ -260,7 +270,8 @@ class HassProcess:
         for src in self._custom_components:
             dest = self.config_dir / "custom_components" / src.name
             shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
-        self.token = make_token(self.config_dir, rt)
+        tokens = make_tokens(self.config_dir, rt)
+        self.token, self.user_token = tokens["token"], tokens["user_token"]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
         self._proc = subprocess.Popen(
             [*rt.hass, "-c", rt.inside(self.config_dir), "--skip-pip"],

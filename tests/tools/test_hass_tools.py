@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from athena.observability import TOOL_SERVER_DOWN
@@ -37,11 +38,14 @@ BOTH = {
 
 
 @contextlib.asynccontextmanager
-async def ha_tools(proc: HassProcess, **options: Any) -> AsyncIterator[tuple[MCPToolbox, HomeAssistantTools]]:
+async def ha_tools(
+    proc: HassProcess, token: str = "", wait: float = 20.0, **options: Any
+) -> AsyncIterator[tuple[MCPToolbox, HomeAssistantTools]]:
+    """HA's tools through the owner's token, or `token`."""
     options.setdefault("policy", HA_POLICY)
-    server = HomeAssistantTools(proc.url, proc.token, **options)
+    server = HomeAssistantTools(proc.url, token or proc.token, **options)
     box = MCPToolbox([server])
-    await box.open(wait=20.0)
+    await box.open(wait=wait)
     try:
         yield box, server
     finally:
@@ -152,6 +156,32 @@ async def test_the_live_context_reads_the_homes_states(mcp_hass: Home) -> None:
         assert outcome.text.startswith("Live Context:")  # the text itself, not its JSON wrapper
         assert "Kitchen Lights" in outcome.text and "state:" in outcome.text
         assert isinstance(outcome.data, dict) and "result" in outcome.data
+
+
+async def test_a_token_of_a_user_who_is_not_an_administrator_acts_on_the_home(mcp_hass: Home) -> None:
+    """What an operator should give Athena: a plain user's token. HA serves it the Assist tools (2026.x: at
+    /api/mcp/assist; its /api/mcp refuses non-administrators) and they act as the owner's do."""
+    proc, _ = mcp_hass
+    async with aiohttp.ClientSession() as http:  # the token is truly not an administrator's
+        for token, status in ((proc.token, 200), (proc.user_token, 401)):
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.get(f"{proc.url}/api/error_log", headers=headers) as r:  # admin only
+                assert r.status == status
+    if is_current(proc):
+        admin_only = [("/api/mcp", "streamable_http")]
+        async with ha_tools(proc, endpoints=admin_only) as (_, server):
+            assert server.up
+        async with ha_tools(proc, proc.user_token, wait=10.0, endpoints=admin_only) as (box, server):
+            assert not server.up and await box.tools() == ()
+    await asyncio.to_thread(proc.call_service, "light", "turn_off", "all")
+    async with ha_tools(proc, proc.user_token) as (box, server):
+        tools = await offered(box)
+        assert server.up and tools.keys() >= BOTH, box.status()
+        outcome = await box.call(tools["HassTurnOn"], {"area": "Kitchen", "domain": ["light"]})
+        assert outcome.ok, outcome.text
+        assert await state(proc, "light.kitchen_lights") == "on"
+        assert "Kitchen Lights" in (await box.call(tools["GetLiveContext"], {})).text
+    await asyncio.to_thread(proc.call_service, "light", "turn_off", "all")
 
 
 @pytest.mark.parametrize("allow", [None, ["*"]], ids=["default", "allow-all"])
