@@ -76,3 +76,26 @@ async def test_entity_alias_is_picked_up(client, hass_process):
             assert client.home.find_entities("desk lamp")[0].entity_id == "light.office_rgbw_lights"
         finally:
             await ws.call("config/entity_registry/update", entity_id="light.office_rgbw_lights", aliases=[])
+
+
+async def test_a_token_of_a_user_who_is_not_an_administrator_is_enough(client, hass_home):
+    """HA's exposure list is for administrators only: without it the registry's own options decide, so the
+    entities in HA's entity registry are found the same, those outside it (no unique id; HA keeps their
+    exposure only in that list) are left to the LLM's tools — never taken as exposed — and HA runs the
+    intent for that user too."""
+    proc, _ = hass_home
+    plain = HAClient(proc.url, proc.user_token, registry_refresh=3600)
+    await plain.open(wait=10)
+    try:
+        assert plain.home.loaded and plain.home.areas.keys() == client.home.areas.keys()
+        async with HassWS(proc.url, proc.token) as ws:
+            registered = {e["entity_id"] for e in await ws.call("config/entity_registry/list")}
+        found, found_by_admin = plain.home.entities.keys(), client.home.entities.keys()
+        assert found <= found_by_admin and found == found_by_admin & registered
+        assert "light.kitchen_lights" in found
+        response = await plain.rest.handle_intent("HassTurnOn", {"area": "Kitchen", "domain": "light"})
+        assert response["response_type"] == "action_done", response
+        assert proc.state("light.kitchen_lights")["state"] == "on"
+    finally:
+        await plain.close()
+        proc.call_service("light", "turn_off", "all")

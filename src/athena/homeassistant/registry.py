@@ -137,7 +137,10 @@ class HomeRegistry:
             if "unauthorized" not in str(exc).lower():
                 raise
             if not self._warned_exposure:  # a non-admin token: registry options decide (exposed_to_assist)
-                log.warning("ha.registry.exposure_list_denied", hint="use an admin user's long-lived token")
+                log.warning(
+                    "ha.registry.exposure_list_denied",
+                    hint="not an administrator's token: entities outside the entity registry count as unexposed",
+                )
                 self._warned_exposure = True
             return {}
         exposed = json_object(result or {}, "expose_entity/list").get("exposed_entities")
