@@ -139,7 +139,7 @@ class HomeRegistry:
             if not self._warned_exposure:  # a non-admin token: registry options decide (exposed_to_assist)
                 log.warning(
                     "ha.registry.exposure_list_denied",
-                    hint="not an administrator's token: entities outside the entity registry count as unexposed",
+                    hint="a non-admin token: entities outside the entity registry count as unexposed",
                 )
                 self._warned_exposure = True
             return {}
