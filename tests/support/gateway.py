@@ -21,6 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.support.processes import stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -111,13 +113,7 @@ class GatewayProcess:
         )
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
         self._cleanup()
 
     def _cleanup(self) -> None:

@@ -40,6 +40,7 @@ from typing import Any
 import aiohttp
 
 from tests.support.gateway import free_port
+from tests.support.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 HA_VENV = Path(os.environ.get("ATHENA_HA_VENV", ROOT / ".venv-ha"))
@@ -344,13 +345,7 @@ class HassProcess:
         ]
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=10)
+        stop_process(self._proc, timeout=20)
         self._proc = None
         if self._log is not None:
             self._log.close()

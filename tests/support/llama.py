@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.support.gateway import REPO, free_port
+from tests.support.processes import stop_process
 
 SCRIPT = REPO / "scripts" / "llama-server"
 
@@ -104,13 +105,7 @@ class LlamaServer:
         )
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
         self._cleanup()
 
     def _cleanup(self) -> None:

@@ -27,6 +27,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.support.processes import stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 LONG_NAME = "a_tool_with_a_name_far_longer_than_any_backend_allows_for_function_names"  # 70 characters
 PATHS = {"streamable_http": "/mcp", "sse": "/sse"}
@@ -142,13 +144,7 @@ class MCPTestServer:
         raise RuntimeError(f"the MCP test server did not answer within {timeout} s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
         if self.proc is not None and self.proc.stderr is not None:
             self.proc.stderr.close()
         self.proc = None

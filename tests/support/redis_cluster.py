@@ -23,6 +23,8 @@ import pytest
 from redis import Redis
 from redis.crc import key_slot
 
+from tests.support.processes import stop_process
+
 
 def cluster_port() -> int:
     """A free port P with P + 10000 free too (the node's cluster bus), P <= 55535 as Redis requires."""
@@ -193,13 +195,7 @@ class LocalCluster:
 
     def stop(self) -> None:
         for node in self.nodes:
-            if node.proc is not None and node.proc.poll() is None:
-                node.proc.terminate()
-                try:
-                    node.proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    node.proc.kill()
-                    node.proc.wait(timeout=5)
+            stop_process(node.proc, timeout=5)
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None

@@ -22,6 +22,7 @@ import tempfile
 import time
 
 from tests.support.gateway import free_port
+from tests.support.processes import stop_process
 
 _server: subprocess.Popen[bytes] | None = None
 _url: str | None = None
@@ -53,19 +54,9 @@ def start_redis_server(binary: str) -> tuple[str, subprocess.Popen[bytes], str]:
             if _answers(port):
                 return f"redis://127.0.0.1:{port}/0", proc, workdir
             time.sleep(0.02)
-        _stop(proc)
+        stop_process(proc, timeout=5)
     shutil.rmtree(workdir, ignore_errors=True)
     raise RuntimeError(f"{binary} did not start on a free port (three tries)")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def redis_url() -> str | None:
@@ -87,7 +78,7 @@ def redis_url() -> str | None:
 
     def stop() -> None:
         if _server is not None:
-            _stop(_server)
+            stop_process(_server, timeout=5)
         shutil.rmtree(workdir, ignore_errors=True)
 
     atexit.register(stop)

@@ -197,12 +197,12 @@ class Engine:
         ANSWERS.labels(path="llm").inc()
 
     def _relay_failed(self, exc: LLMError, *, streamed: bool) -> RelayFailed:
+        failure = failure_of(exc)
         ANSWERS.labels(path="error").inc()
-        FAILURES.labels(reason=failure_of(exc)).inc()
-        status = exc.status if isinstance(exc, LLMHTTPError) else None
+        FAILURES.labels(reason=failure).inc()
+        status, body = (exc.status, exc.body) if isinstance(exc, LLMHTTPError) else (None, b"")
         log.warning("relay.failed", error=str(exc) or type(exc).__name__, status=status, streamed=streamed)
-        body = exc.body if isinstance(exc, LLMHTTPError) else b""
-        return RelayFailed(failure_of(exc), f"the language model failed: {exc}", status, body)
+        return RelayFailed(failure, f"the language model failed: {exc}", status, body)
 
     # -- operators ------------------------------------------------------------------------------------
     async def models(self) -> list[str]:
@@ -532,6 +532,7 @@ class TurnRun:
                 device=session.device, path=path, latency_ms=latency, intent=local.memory,
                 follow_up=local.follow_up, recognize_ms=local.recognize_ms, ha_ms=local.ha_ms,
             )
+            response_type, success, failed = local.response_type, local.success, local.failed
         else:
             assert completion is not None
             meta = MessageMeta(
@@ -539,20 +540,19 @@ class TurnRun:
                 model=engine.llm.model, finish_reason=completion.finish_reason,
                 tool_calls=completion.tool_calls, intent=tools.memory if tools is not None else None,
             )
+            success, failed = (tuple(tools.success), tuple(tools.failed)) if tools else ((), ())
+            response_type = "action_done" if success else "query_answer"
         said = list(turn.tool_results) or [Message("user", turn.text, now, MessageMeta(session.device))]
         rounds = tools.records if tools is not None else []
         await self._save([*said, *rounds, Message("assistant", text, now, meta)], step="save")
         engine.answered(turn, session, path, latency)
-        acted = tools is not None and bool(tools.success)
         return Reply(
             speech=heard or text,
             session_id=session.id,
-            response_type=(
-                local.response_type if local is not None else "action_done" if acted else "query_answer"
-            ),
+            response_type=response_type,
             path=path,
-            success=local.success if local is not None else tuple(tools.success) if tools else (),
-            failed=local.failed if local is not None else tuple(tools.failed) if tools else (),
+            success=success,
+            failed=failed,
             continue_conversation=wants_follow_up(heard or text),
             finish_reason=completion.finish_reason if completion is not None else None,
             usage=completion.usage if completion is not None else None,

@@ -15,9 +15,10 @@ spans a generator's ``yield``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ import structlog
 from yarl import URL
 
 from athena.llm.base import (
+    ChatMessage,
     LLMContextOverflow,
     LLMError,
     LLMHTTPError,
@@ -178,6 +180,7 @@ class HTTPBackend:
     model: str
     api: str  # "openai" or "ollama": the wire format, named in errors about a wrong URL or API kind
     models_path: str  # the model list, which ping() reads
+    chat_path: str  # where answers are asked for
 
     def __init__(
         self,
@@ -199,6 +202,7 @@ class HTTPBackend:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}
+        self._chat_url = self.endpoint(self.chat_path)
         self._takes_any_model = False  # ping(): the server answered a model it does not list (llama.cpp)
         self._llm_seconds = LLM_SECONDS.labels(backend=name)
         self._first_token_seconds = LLM_FIRST_TOKEN_SECONDS.labels(backend=name)
@@ -375,10 +379,8 @@ class HTTPBackend:
     async def models(self) -> list[str]:
         raise NotImplementedError
 
-    chat_path: str  # where answers are asked for
-
-    def probe_body(self) -> bytes:
-        """A one-token request for the configured model (ping's test of a model the list does not name)."""
+    def _body(self, messages: Sequence[ChatMessage], options: Mapping[str, Any], stream: bool) -> bytes:
+        """A chat request for this API."""
         raise NotImplementedError
 
     async def ping(self) -> None:
@@ -400,7 +402,8 @@ class HTTPBackend:
         limit = Timeouts(self.timeouts.connect, self.timeouts.connect, self.timeouts.connect)
         deadline = Deadline(limit, streaming=False)
         try:
-            await self._request_json("POST", self.chat_path, self.probe_body(), deadline)
+            probe = self._body([{"role": "user", "content": "Hi"}], {"max_tokens": 1}, False)  # one token
+            await self._request_json("POST", self.chat_path, probe, deadline)
         except LLMModelMissing:
             raise LLMModelMissing(missing, 404) from None
         except LLMError as exc:
@@ -419,15 +422,21 @@ class HTTPBackend:
         """An answer failed (probes are not counted): athena_llm_errors_total{backend, kind}."""
         self._errors[exc.kind].inc()
 
-    async def counted(self, source: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
-        """A streamed answer's items, its failure counted once (closing it early is no failure)."""
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        """Around an answer's call: its failure counted once, by kind."""
         try:
-            async with aclosing(source) as items:
-                async for item in items:
-                    yield item
+            yield
         except LLMError as exc:
             self.count_error(exc)
             raise
+
+    async def counted(self, source: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
+        """A streamed answer's items, its failure counted once (closing it early is no failure)."""
+        with self.counting():
+            async with aclosing(source) as items:
+                async for item in items:
+                    yield item
 
     def observe_first_token(self, deadline: Deadline) -> None:
         self._first_token_seconds.observe(deadline.got_first_token())

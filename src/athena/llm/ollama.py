@@ -178,28 +178,21 @@ class OllamaBackend(HTTPBackend):
             url, model, api_key=api_key, timeouts=timeouts, name=name, context_tokens=context_tokens
         )
         self.keep_alive = keep_alive
-        self._chat_url = self.endpoint("/api/chat")
 
     def _body(self, messages: Sequence[ChatMessage], options: Mapping[str, Any], stream: bool) -> bytes:
         model = options.get("model") or self.model
         return dumps(ollama_request(model, messages, options, stream=stream, keep_alive=self.keep_alive))
 
-    def probe_body(self) -> bytes:
-        return self._body([{"role": "user", "content": "Hi"}], {"max_tokens": 1}, False)
-
     # -- the backend interface -------------------------------------------------------------------------
     async def chat(self, messages: Sequence[ChatMessage], **options: Any) -> str:
         deadline = Deadline(self.timeouts, streaming=False)
-        try:
+        with self.counting():
             raw = await self._request_json(
-                "POST", "/api/chat", self._body(messages, options, False), deadline
+                "POST", self.chat_path, self._body(messages, options, False), deadline
             )
             text, message = _content(loads(raw))
             if not text and message.get("tool_calls"):
                 raise LLMError("the LLM's answer has no text (it called a tool)")
-        except LLMError as exc:
-            self.count_error(exc)
-            raise
         self.observe_answer(deadline)
         return text
 
@@ -241,13 +234,10 @@ class OllamaBackend(HTTPBackend):
     async def relay(self, body: Mapping[str, Any]) -> Relayed:
         deadline = Deadline(self.timeouts, streaming=False)
         request = self._relay_body(body, False)  # a client's body without messages is no upstream failure
-        try:
-            raw = await self._request_json("POST", "/api/chat", request, deadline)
+        with self.counting():
+            raw = await self._request_json("POST", self.chat_path, request, deadline)
             data = loads(raw)
             text, message = _content(data)
-        except LLMError as exc:
-            self.count_error(exc)
-            raise
         calls = _calls(message)
         answer = chat_completion(
             str(data.get("model") or self.model),

@@ -49,7 +49,6 @@ class OpenAIBackend(HTTPBackend):
         super().__init__(
             url, model, api_key=api_key, timeouts=timeouts, name=name, context_tokens=context_tokens
         )
-        self._chat_url = self.endpoint("/chat/completions")
 
     def _body(self, messages: Sequence[ChatMessage], options: Mapping[str, Any], stream: bool) -> bytes:
         return dumps({"model": self.model, **options, "messages": list(messages), "stream": stream})
@@ -57,20 +56,14 @@ class OpenAIBackend(HTTPBackend):
     def _relay_body(self, body: Mapping[str, Any], stream: bool) -> bytes:
         return dumps({**body, "model": body.get("model") or self.model, "stream": stream})
 
-    def probe_body(self) -> bytes:
-        return self._body([{"role": "user", "content": "Hi"}], {"max_tokens": 1}, False)
-
     # -- the backend interface -------------------------------------------------------------------------
     async def chat(self, messages: Sequence[ChatMessage], **options: Any) -> str:
         deadline = Deadline(self.timeouts, streaming=False)
-        try:
+        with self.counting():
             raw = await self._request_json(
-                "POST", "/chat/completions", self._body(messages, options, False), deadline
+                "POST", self.chat_path, self._body(messages, options, False), deadline
             )
             text = read_completion(loads(raw), strict=True).text
-        except LLMError as exc:
-            self.count_error(exc)
-            raise
         self.observe_answer(deadline)
         return text
 
@@ -124,14 +117,11 @@ class OpenAIBackend(HTTPBackend):
     async def relay(self, body: Mapping[str, Any]) -> Relayed:
         """The upstream's JSON answer, unchanged; tool calls pass (their text is "")."""
         deadline = Deadline(self.timeouts, streaming=False)
-        try:
+        with self.counting():
             raw = await self._request_json(
-                "POST", "/chat/completions", self._relay_body(body, False), deadline
+                "POST", self.chat_path, self._relay_body(body, False), deadline
             )
             text = read_completion(loads(raw), strict=False).text
-        except LLMError as exc:
-            self.count_error(exc)
-            raise
         self.observe_answer(deadline)
         return Relayed(raw, text)
 
