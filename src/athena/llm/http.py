@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import re
 import time
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
@@ -273,11 +274,15 @@ class HTTPBackend:
     async def _start(self, method: str, url: URL, body: bytes | None) -> aiohttp.ClientResponse:
         """The request without a deadline of its own (the caller's covers it).
 
-        A keep-alive connection the server closed while idle fails before any byte comes back; that one case
-        is retried once on a fresh connection.
+        A keep-alive connection the server closed while idle fails before any byte comes back (the client
+        sees it end, or a reset); that one case is retried once on a fresh connection.
         """
         headers = _JSON_HEADERS if body is not None else None
         try:
+            resp = await self._http().request(method, url, data=body, headers=headers)
+        except aiohttp.ClientOSError as exc:
+            if not _dropped(exc):
+                raise
             resp = await self._http().request(method, url, data=body, headers=headers)
         except aiohttp.ServerDisconnectedError:
             try:
@@ -457,6 +462,11 @@ _MODEL_MISSING = re.compile(
 
 # Every LLMError.kind.
 ERROR_KINDS = ("timeout", "unreachable", "model_missing", "wrong_endpoint", "http", "protocol")
+
+
+def _dropped(exc: aiohttp.ClientOSError) -> bool:
+    """A connection the server reset or closed under us (not one that could not be made)."""
+    return not isinstance(exc, aiohttp.ClientConnectorError) and exc.errno in (errno.ECONNRESET, errno.EPIPE)
 
 
 def serves(served: list[str], model: str) -> bool:
