@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "athena"
 # layer are independent of each other (except the vocabulary, whose two modules may).
 LAYERS: list[set[str]] = [
     {"records", "turns"},  # the shared vocabulary: imports nothing of Athena's
-    {"config", "observability"},
+    {"config", "observability", "tasks"},  # settings, metrics and logs, stopping a task
     {"stores", "llm", "homeassistant"},  # clients, each with its own wire format
     {"sessions", "local", "tools"},  # the session policy; the local path (HA's sentences); tool servers (MCP)
     {"engine"},  # the one owner of a turn

@@ -14,6 +14,7 @@ from athena.homeassistant.errors import HAError, HAResponseError
 from athena.homeassistant.home import Home, build_home, exposed_to_assist
 from athena.homeassistant.rest import HARest, json_object, json_objects
 from athena.homeassistant.websocket import HAWebSocket
+from athena.tasks import cancel_and_wait
 
 log = structlog.get_logger("athena.homeassistant")
 
@@ -52,10 +53,7 @@ class HomeRegistry:
         if self._pending is not None:
             self._pending.cancel()
         for task in [self._periodic, *self._tasks]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(task)
 
     async def wait_loaded(self, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):

@@ -18,6 +18,7 @@ import orjson
 import structlog
 
 from athena.homeassistant.errors import HAAuthError, HAError, HAResponseError, HAUnavailable
+from athena.tasks import cancel_and_wait
 
 log = structlog.get_logger("athena.homeassistant")
 
@@ -73,11 +74,8 @@ class HAWebSocket:
 
     async def close(self) -> None:
         self._closing = True
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-            self._runner = None
+        await cancel_and_wait(self._runner)
+        self._runner = None
         if self._ws is not None:
             await self._ws.close()
         if self._session is not None:

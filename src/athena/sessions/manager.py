@@ -8,7 +8,6 @@ when no sweep has run; the background sweep only reclaims space and reports what
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from athena.records import (
     validate_device_id,
 )
 from athena.stores.base import Acquired, DeviceChanged, Store, StoreError
+from athena.tasks import cancel_and_wait
 
 log = structlog.get_logger("athena.sessions")
 
@@ -141,11 +141,8 @@ class SessionManager:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="athena-session-sweep")
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
         await self.store.close()
 
     async def ping(self) -> None:

@@ -36,6 +36,7 @@ from mcp_types import CONNECTION_CLOSED, CallToolResult, Implementation, ToolLis
 
 from athena import __version__
 from athena.observability import TOOL_SERVER_DOWN, TOOL_SERVER_UP
+from athena.tasks import cancel_and_wait
 from athena.tools import names
 from athena.tools.policy import ToolPolicy
 
@@ -211,9 +212,7 @@ class ToolServer:
                 async with asyncio.timeout(3.0):
                     await asyncio.shield(task)
             except Exception:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                await cancel_and_wait(task)
         self._set("closed", None)
 
     def refresh_soon(self, delay: float = DEBOUNCE) -> None:

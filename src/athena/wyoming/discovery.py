@@ -16,6 +16,8 @@ import structlog
 from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
+from athena.tasks import cancel_and_wait
+
 log = structlog.get_logger("athena.wyoming")
 
 SERVICE_TYPE = "_wyoming._tcp.local."
@@ -75,10 +77,7 @@ class Advertisement:
         log.info("wyoming.zeroconf", service=info.name, address=f"{address}:{self.port}")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._zc is not None:
             with contextlib.suppress(Exception):
                 await self._zc.async_unregister_all_services()

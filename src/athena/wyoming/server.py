@@ -28,6 +28,7 @@ from wyoming.ping import Ping, Pong
 
 from athena.engine import Engine
 from athena.observability import WYOMING_CONNECTIONS
+from athena.tasks import cancel_and_wait
 from athena.turns import Reply, Turn
 from athena.wyoming.protocol import (
     BadEvent,
@@ -89,9 +90,7 @@ class WyomingServer:
         if self._server is None:
             return
         self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        await asyncio.gather(*(cancel_and_wait(task) for task in list(self._connections)))
         await self._server.wait_closed()
         self._server = None
 
