@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import signal
 import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,11 +16,14 @@ import pytest
 from athena.records import Message
 from athena.sessions.manager import SessionManager
 from athena.stores import StoreError, create_store, store_kind
+from athena.stores import redis as redis_module
 from athena.stores.memory import MemoryStore
 from athena.stores.redis import RedisStore
 from athena.stores.sqlite import SQLiteStore
 from tests.stores.support import delete_prefix, require_redis
 from tests.support.gateway import free_port
+from tests.support.processes import stop_process
+from tests.support.redis_server import start_redis_server
 
 
 class TcpProxy:
@@ -88,6 +93,31 @@ async def test_redis_going_away_mid_run_is_a_store_error() -> None:
     finally:
         await store.close()
         await delete_prefix("athena-test-down")
+
+
+async def test_redis_that_stops_answering_is_a_store_error_and_its_late_reply_is_not_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hung Redis (SIGSTOP: the socket stays open, nothing answers) fails the operation at its deadline;
+    once Redis answers again the next operation gets its own reply, not the one the hung command was owed."""
+    monkeypatch.setattr(redis_module, "OPERATION_TIMEOUT", 0.3)
+    url, proc, workdir = start_redis_server("redis-server")
+    manager = SessionManager(RedisStore(url, prefix="athena-test-hung"))
+    await manager.start()
+    try:
+        kitchen = await manager.resolve("kitchen")
+        os.kill(proc.pid, signal.SIGSTOP)
+        with pytest.raises(StoreError, match=r"Redis at 127\.0\.0\.1:\d+ did not answer in 0\.3 s"):
+            await manager.resolve("hall")
+        os.kill(proc.pid, signal.SIGCONT)
+        assert (await manager.resolve("kitchen")).id == kitchen.id
+        hall = await manager.resolve("hall")
+        assert hall.device == "hall" and hall.id != kitchen.id
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        await manager.stop()
+        stop_process(proc, timeout=5)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def test_sqlite_unusable_path(tmp_path: Path) -> None:
