@@ -9,7 +9,8 @@ from athena.tasks import cancel_and_wait
 
 
 def stubborn(gates: list[asyncio.Future[None]]) -> asyncio.Task[None]:
-    """A loop like the session sweep: each round waits, through `wait_for` (as redis-py does), on a gate."""
+    """A loop like the session sweep: each round waits on a gate through `wait_for`, as redis-py does
+    with a socket timeout."""
 
     async def round_(gate: asyncio.Future[None]) -> None:
         await gate

@@ -2,8 +2,9 @@
 
 On Python 3.11 one `task.cancel()` can be lost: a cancel that lands while the task sits in `asyncio.wait_for`
 whose inner call finished in the same loop iteration is swallowed, and the task runs on (CPython gh-86296,
-fixed in 3.12). redis-py sends every command through `wait_for`, so a session sweep cancelled at shutdown
-could sweep forever and the gateway never exit. Imports nothing of Athena's.
+fixed in 3.12). redis-py with a `socket_timeout` sends every command through `wait_for`: a session sweep
+cancelled at shutdown swept on and the gateway never exited. Athena's own code waits with `asyncio.timeout`
+instead; libraries may not, so every background task is stopped through here. Imports nothing of Athena's.
 """
 
 from __future__ import annotations

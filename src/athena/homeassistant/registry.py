@@ -57,7 +57,8 @@ class HomeRegistry:
 
     async def wait_loaded(self, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._loaded.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._loaded.wait()
         return self.home.loaded
 
     def _on_registry_event(self, event: dict[str, Any]) -> None:

@@ -95,7 +95,8 @@ class HAWebSocket:
         self._pending[msg_id] = fut
         try:
             await ws.send_str(orjson.dumps({"id": msg_id, **msg}).decode())
-            return await asyncio.wait_for(fut, self._timeout)
+            async with asyncio.timeout(self._timeout):  # not wait_for: see athena.tasks
+                return await fut
         except TimeoutError as exc:
             raise HAUnavailable(f"{msg['type']}: no answer within {self._timeout:.0f}s") from exc
         except (aiohttp.ClientError, ConnectionError) as exc:

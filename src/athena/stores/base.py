@@ -7,23 +7,15 @@ hold no policy: the session manager passes in the clock reading and the timeout 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
+from athena.records import DeviceRecord, Message, PastSession, Session, UsageRow, Visit
 
-from athena.records import DeviceRecord, Message, MessageMeta, PastSession, Session, UsageRow, Visit
-
-PARSED_CACHE = 8192  # stored messages (or their metadata) a gateway keeps parsed
-
-
-@functools.lru_cache(maxsize=PARSED_CACHE)
-def stored_meta(text: str | bytes) -> MessageMeta:
-    """A stored message's metadata from its JSON. Memoised: every turn reads its session's newest messages
-    again, a message never changes once written, and the records are immutable, so sharing them is safe."""
-    return MessageMeta.from_dict(orjson.loads(text))
+# Every turn reads its session's newest messages again and a message never changes once written, so each
+# store memoises the records it makes from stored messages (immutable, so sharing them is safe): this many.
+PARSED_CACHE = 8192
 
 
 class StoreError(Exception):

@@ -834,7 +834,7 @@ def _decode_messages(raw: Sequence[Any]) -> list[Message]:
     return [_decode(item) for item in raw]
 
 
-@functools.lru_cache(maxsize=PARSED_CACHE)  # see stored_meta
+@functools.lru_cache(maxsize=PARSED_CACHE)
 def _decode(item: str | bytes) -> Message:
     d = orjson.loads(item)
     return Message(d["r"], d["c"], d["t"], MessageMeta.from_dict(d.get("m")))

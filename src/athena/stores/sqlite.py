@@ -14,6 +14,7 @@ that thread. A thread hop per operation would cost more than the operation itsel
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,13 +30,15 @@ from athena.records import (
     DeviceSettings,
     EndedBy,
     Message,
+    MessageMeta,
     PastSession,
+    Role,
     Session,
     UsageRow,
     Visit,
     ended_by,
 )
-from athena.stores.base import Acquired, DeviceChanged, Retention, SessionGone, StoreError, stored_meta
+from athena.stores.base import PARSED_CACHE, Acquired, DeviceChanged, Retention, SessionGone, StoreError
 
 T = TypeVar("T")
 
@@ -476,10 +479,12 @@ def _messages(db: sqlite3.Connection, session_id: str, limit: int) -> list[Messa
         "SELECT role, content, ts, meta FROM messages WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
         (session_id, limit),
     ).fetchall()
-    return [
-        Message(r[0], r[1], r[2], stored_meta(r[3]) if r[3] else EMPTY_META)
-        for r in reversed(rows)
-    ]
+    return [_message(*r) for r in reversed(rows)]
+
+
+@functools.lru_cache(maxsize=PARSED_CACHE)
+def _message(role: Role, content: str, ts: float, meta: str | None) -> Message:
+    return Message(role, content, ts, MessageMeta.from_dict(orjson.loads(meta)) if meta else EMPTY_META)
 
 
 def _select_device(db: sqlite3.Connection, device: str) -> DeviceRecord | None:
