@@ -483,7 +483,7 @@ def _messages(db: sqlite3.Connection, session_id: str, limit: int) -> list[Messa
 
 
 @functools.lru_cache(maxsize=PARSED_CACHE)
-def _message(role: Role, content: str, ts: float, meta: str | None) -> Message:
+def _message(role: Role, content: str, ts: float, meta: bytes | None) -> Message:
     return Message(role, content, ts, MessageMeta.from_dict(orjson.loads(meta)) if meta else EMPTY_META)
 
 
