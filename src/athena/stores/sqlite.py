@@ -135,6 +135,7 @@ class SQLiteStore:
         self._thread: ThreadPoolExecutor | None = None
         self._lock = asyncio.Lock()  # one connection: one operation at a time
         self._writes = 0
+        self._recent = _RecentHistory()
         self.waits = 0  # operations that found the file locked and waited on the thread
 
     @classmethod
@@ -242,7 +243,10 @@ class SQLiteStore:
                 _visit(db, device, now, visit)
             if usage is not None:
                 _insert_usage(db, usage)
-            current = _select(db, "device", device)
+            row = db.execute(
+                f"SELECT {_COLUMNS}, next_seq FROM sessions WHERE device = ?", (device,)
+            ).fetchone()
+            current = _session(row) if row else None
             if current is not None and not force_new and now < current.expires_at:
                 touched = current.touched(now, timeout, max_age)
                 db.execute(
@@ -250,7 +254,7 @@ class SQLiteStore:
                     " WHERE id = ?",
                     (now, touched.expires_at, timeout, max_age, current.id),
                 )
-                kept = _messages(db, current.id, history) if history > 0 else []
+                kept = self._recent.read(db, current.id, row[8], history) if history > 0 else []
                 return Acquired(touched, created=False, ended=None, messages=kept)
             if current is not None:
                 self._end(db, [current], now, "start_over")
@@ -284,7 +288,7 @@ class SQLiteStore:
         rows_in = [(m.role, m.content, m.ts, orjson.dumps(meta) if (meta := m.meta.to_dict()) else None)
                    for m in messages]
 
-        def tx(db: sqlite3.Connection) -> Session | None:
+        def tx(db: sqlite3.Connection) -> tuple[Session, int] | None:
             if usage is not None:  # kept even when the session is gone: the turn was answered
                 _insert_usage(db, usage)
             row = db.execute(
@@ -305,11 +309,13 @@ class SQLiteStore:
                 " turns = turns + 1, next_seq = ? WHERE id = ?",
                 (now, touched.expires_at, timeout, max_age, next_seq, session_id),
             )
-            return touched
+            return touched, seq
 
-        updated = await self._run(tx, write=True)
-        if updated is None:
+        done = await self._run(tx, write=True)
+        if done is None:
             raise SessionGone(f"session {session_id} was replaced or cleared")
+        updated, seq = done
+        self._recent.appended(session_id, seq, messages, cap)  # committed: now the new version
         return updated
 
     async def history(self, session_id: str, limit: int, *, device: str | None = None) -> list[Message]:
@@ -472,6 +478,41 @@ class SQLiteStore:
             return [UsageRow(*r) for r in rows]
 
         return await self._run(read)
+
+
+class _RecentHistory:
+    """The newest messages of recently active sessions, each as of a `next_seq` (the count of messages ever
+    appended). A turn's acquire reads its session's row anyway: when nobody has appended since this process
+    last read or wrote that session, its history comes from here instead of a query (0.08 ms of a turn's CPU,
+    measured). The version is compared inside the acquire's transaction, so appends by other processes on the
+    same file count; messages never change once written, and old ones go only by an append."""
+
+    SESSIONS = 1024
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[int, int, tuple[Message, ...]]] = {}  # id: (next_seq, limit, newest)
+
+    def read(self, db: sqlite3.Connection, session_id: str, seq: int, limit: int) -> list[Message]:
+        entry = self._entries.get(session_id)
+        # Held: the newest `held_limit` messages, or all of them when fewer are held.
+        if entry is not None and entry[0] == seq and (limit <= entry[1] or len(entry[2]) < entry[1]):
+            return list(entry[2][-limit:])
+        kept = _messages(db, session_id, limit)
+        self._put(session_id, seq, limit, tuple(kept))
+        return kept
+
+    def appended(self, session_id: str, seq: int, added: Sequence[Message], cap: int) -> None:
+        """`added` was appended at `seq` (and the oldest beyond `cap` dropped), committed."""
+        entry = self._entries.pop(session_id, None)
+        if entry is not None and entry[0] == seq:
+            limit = entry[1]
+            self._put(session_id, seq + len(added), limit, (*entry[2], *added)[-min(limit, cap):])
+
+    def _put(self, session_id: str, seq: int, limit: int, newest: tuple[Message, ...]) -> None:
+        self._entries.pop(session_id, None)
+        self._entries[session_id] = (seq, limit, newest)
+        if len(self._entries) > self.SESSIONS:
+            del self._entries[next(iter(self._entries))]  # the least recently used
 
 
 def _messages(db: sqlite3.Connection, session_id: str, limit: int) -> list[Message]:
