@@ -494,7 +494,7 @@ class _RecentHistory:
 
     def read(self, db: sqlite3.Connection, session_id: str, seq: int, limit: int) -> list[Message]:
         entry = self._entries.get(session_id)
-        # Held: the newest `held_limit` messages, or all of them when fewer are held.
+        # An entry holds the newest `limit` messages it was read with, or all there are when it holds fewer.
         if entry is not None and entry[0] == seq and (limit <= entry[1] or len(entry[2]) < entry[1]):
             return list(entry[2][-limit:])
         kept = _messages(db, session_id, limit)
