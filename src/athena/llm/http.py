@@ -280,11 +280,9 @@ class HTTPBackend:
         headers = _JSON_HEADERS if body is not None else None
         try:
             resp = await self._http().request(method, url, data=body, headers=headers)
-        except aiohttp.ClientOSError as exc:
+        except aiohttp.ClientError as exc:
             if not _dropped(exc):
                 raise
-            resp = await self._http().request(method, url, data=body, headers=headers)
-        except aiohttp.ServerDisconnectedError:
             try:
                 resp = await self._http().request(method, url, data=body, headers=headers)
             except aiohttp.ServerDisconnectedError:
@@ -464,9 +462,14 @@ _MODEL_MISSING = re.compile(
 ERROR_KINDS = ("timeout", "unreachable", "model_missing", "wrong_endpoint", "http", "protocol")
 
 
-def _dropped(exc: aiohttp.ClientOSError) -> bool:
-    """A connection the server reset or closed under us (not one that could not be made)."""
-    return not isinstance(exc, aiohttp.ClientConnectorError) and exc.errno in (errno.ECONNRESET, errno.EPIPE)
+def _dropped(exc: aiohttp.ClientError) -> bool:
+    """A connection the server closed or reset under us (not one that could not be made)."""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return True
+    return (
+        isinstance(exc, aiohttp.ClientOSError) and not isinstance(exc, aiohttp.ClientConnectorError)
+        and exc.errno in (errno.ECONNRESET, errno.EPIPE)
+    )
 
 
 def serves(served: list[str], model: str) -> bool:

@@ -39,16 +39,17 @@ DeviceStatus = Literal["allowed", "blocked", "pending"]
 SETTINGS_CACHE = 10_000  # devices whose stored settings a gateway keeps in memory (see SessionManager.admit)
 
 
+def _tokens(text: str) -> int:
+    return -(-len(text) // 4)  # ceil(len / 4)
+
+
 def estimate_tokens(value: object) -> int:
     """A rough token count (4 characters a token) of a text, a message or anything JSON: good enough to keep
     a prompt within a budget."""
     if isinstance(value, str):
-        return -(-len(value) // 4)
+        return _tokens(value)
     if isinstance(value, Message):  # every message of every turn's history: kept cheap
-        tokens = -(-len(value.content) // 4)
-        for call in value.meta.tool_calls:
-            tokens += -(-len(call.arguments) // 4)
-        return tokens
+        return _tokens(value.content) + sum(_tokens(call.arguments) for call in value.meta.tool_calls)
     if isinstance(value, list | tuple):
         return sum(estimate_tokens(v) for v in value)
     if isinstance(value, Mapping):

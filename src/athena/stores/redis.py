@@ -802,7 +802,7 @@ class RedisStore:
         if limit <= 0:
             return []
         raw = await self._call(self._r.lrange(f"{self._keys(device)[3]}:{session_id}:history", -limit, -1))
-        return [_decode(item) for item in raw]
+        return _decode_messages(raw)
 
     async def usage(self, since: float, until: float) -> list[UsageRow]:
         if until <= since:
